@@ -1,0 +1,1 @@
+"""The gateway: configuration, the inbound mail pipeline, the intake and outbound mail."""

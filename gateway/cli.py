@@ -1,0 +1,84 @@
+"""The `workestra` command: serve, inspect, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+
+from gateway.config import SettingError, Settings, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(data_dir=getattr(args, "data_dir", None),
+                         host=getattr(args, "host", None),
+                         smtp_port=getattr(args, "smtp_port", None),
+                         http_port=getattr(args, "http_port", None))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.serve import serve
+
+    asyncio.run(serve(_settings(args), demo=args.demo))
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from gateway.inspect import inspect_files
+
+    results = inspect_files(args.files, _settings(args))
+    for result in results:
+        print(json.dumps(result, ensure_ascii=False))
+    return 1 if any("error" in r for r in results) else 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from storage.engine import make_engine
+    from storage.migrate import upgrade
+
+    settings = _settings(args)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+    print("database is at the newest schema")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workestra", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run SMTP, the portal and the workers in one process")
+    serve.add_argument("--demo", action="store_true", help="seed the demo workspace 'acme'")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--smtp-port", type=int, help="SMTP port (default 2525)")
+    serve.add_argument("--http-port", type=int, help="HTTP port (default 8000)")
+    serve.add_argument("--data-dir", help="data directory (default ./data)")
+    serve.set_defaults(func=cmd_serve)
+
+    inspect = sub.add_parser("inspect", help="show what the pipeline would decide for .eml files")
+    inspect.add_argument("files", nargs="+", metavar="FILE.eml")
+    inspect.add_argument("--data-dir", help="data directory whose tickets threading looks at")
+    inspect.set_defaults(func=cmd_inspect)
+
+    migrate = sub.add_parser("migrate", help="bring the database to the newest schema")
+    migrate.add_argument("--data-dir")
+    migrate.set_defaults(func=cmd_migrate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("alembic", "mail.log", "mailparser"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except SettingError as e:
+        print(f"workestra: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,143 @@
+"""One settings object, read from flags and the environment; the default needs no configuration."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+class SettingError(ValueError):
+    """A setting with a bad value; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Relay:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    public_url: str
+    secret_key: str
+    relay: Relay | None = None
+    host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    http_port: int = 8000
+    max_message_size: int = 40 * 1024 * 1024
+    outbox_max_attempts: int = 8
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def sent_dir(self) -> Path:
+        return self.data_dir / "sent"
+
+
+def _port(name: str, value: str | int) -> int:
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise SettingError(f"{name}: not a port number: {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise SettingError(f"{name}: port out of range: {port}")
+    return port
+
+
+def parse_relay(value: str) -> Relay:
+    """`host:port` of the outbound relay (WORKESTRA_SMTP_RELAY)."""
+    host, sep, port = value.strip().rpartition(":")
+    if not sep or not host:
+        raise SettingError(f"WORKESTRA_SMTP_RELAY: expected host:port, got {value!r}")
+    return Relay(host.strip("[]"), _port("WORKESTRA_SMTP_RELAY", port))
+
+
+def _database_url(value: str | None, data_dir: Path) -> str:
+    if not value:
+        return f"sqlite:///{data_dir / 'workestra.db'}"
+    scheme = urlsplit(value).scheme
+    if scheme in ("postgres", "postgresql"):
+        # SQLAlchemy's default PostgreSQL driver is psycopg2; we ship psycopg 3.
+        return "postgresql+psycopg://" + value.split("://", 1)[1]
+    if scheme.startswith(("postgresql+", "sqlite")):
+        return value
+    raise SettingError(f"DATABASE_URL: unsupported database {value!r} (sqlite or postgresql)")
+
+
+def _public_url(value: str | None, host: str, http_port: int) -> str:
+    if not value:
+        shown = "localhost" if host in ("0.0.0.0", "::", "") else host
+        return f"http://{shown}:{http_port}"
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingError(f"WORKESTRA_PUBLIC_URL: expected an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _secret_key(value: str | None, data_dir: Path) -> str:
+    """The given key, or one generated on first start and kept in the data dir."""
+    if value:
+        if len(value) < 16:
+            raise SettingError("WORKESTRA_SECRET_KEY: too short (16 characters at least)")
+        return value
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_urlsafe(48)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        os.link(tmp, path)  # first writer wins if two processes start at once
+    except FileExistsError:
+        pass
+    tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
+
+
+def load_settings(
+    env: dict[str, str] | None = None,
+    *,
+    data_dir: str | None = None,
+    host: str | None = None,
+    smtp_port: int | None = None,
+    http_port: int | None = None,
+) -> Settings:
+    """Flags win over the environment; a bad value raises SettingError naming the setting."""
+    env = dict(os.environ if env is None else env)
+    root = Path(data_dir or env.get("WORKESTRA_DATA_DIR") or "./data").resolve()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SettingError(f"WORKESTRA_DATA_DIR: cannot create {root}: {e.strerror}") from None
+    host = host or env.get("WORKESTRA_HOST") or "127.0.0.1"
+    smtp = _port("--smtp-port", smtp_port if smtp_port is not None else env.get(
+        "WORKESTRA_SMTP_PORT", 2525))
+    http = _port("--http-port", http_port if http_port is not None else env.get(
+        "WORKESTRA_HTTP_PORT", 8000))
+    relay_value = env.get("WORKESTRA_SMTP_RELAY")
+    return Settings(
+        data_dir=root,
+        database_url=_database_url(env.get("DATABASE_URL"), root),
+        public_url=_public_url(env.get("WORKESTRA_PUBLIC_URL"), host, http),
+        secret_key=_secret_key(env.get("WORKESTRA_SECRET_KEY"), root),
+        relay=parse_relay(relay_value) if relay_value else None,
+        host=host,
+        smtp_port=smtp,
+        http_port=http,
+    )

@@ -1,0 +1,1 @@
+"""Inbound mail: receive, spool, parse, classify, route, thread, extract, authorise, store."""

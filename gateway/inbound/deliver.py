@@ -1,0 +1,61 @@
+"""The last step: hands the message to the intake as a new ticket, a reply, or a held note."""
+
+from __future__ import annotations
+
+from gateway.inbound.context import Context
+from gateway.inbound.mail import InboundMail, Stop
+from gateway.intake import NewFile, Person, TicketRequest
+from storage.models import Ticket
+
+
+def _files(mail: InboundMail) -> list[NewFile]:
+    parts = mail.parsed.attachments if mail.parsed else []
+    return [NewFile(a.filename, a.content_type, a.data, a.inline) for a in parts]
+
+
+def deliver(mail: InboundMail, ctx: Context) -> None:
+    if ctx.intake is None or ctx.s is None:
+        return  # a dry run stores nothing
+    ticket = ctx.s.get(Ticket, mail.ticket_id) if mail.ticket_id else None
+    if ticket is not None and ticket.status != "closed":
+        _reply(mail, ctx, ticket)
+    else:
+        _new_ticket(mail, ctx, linked=ticket)
+
+
+def _reply(mail: InboundMail, ctx: Context, ticket: Ticket) -> None:
+    assert ctx.intake is not None and ctx.s is not None and mail.sender is not None
+    files = _files(mail)
+    if not mail.reply_text.strip() and not files:
+        raise Stop("ignored", f"empty reply to {ticket.reference}: nothing but quoted text")
+    author = Person(mail.sender.name, mail.sender.address)
+    if mail.verified:
+        ctx.intake.add_customer_reply(ctx.s, ticket, author, mail.reply_text, files=files,
+                                      inbound_message_id=mail.inbound_id)
+        mail.reason = f"reply on {ticket.reference} ({mail.thread.method})"
+    else:
+        ctx.intake.hold_reply(ctx.s, ticket, author, mail.reply_text,
+                              mail.hold_reason or "unverified sender", files=files,
+                              inbound_message_id=mail.inbound_id)
+        mail.reason = f"held as internal note on {ticket.reference}: {mail.hold_reason}"
+    mail.outcome = "comment"
+
+
+def _new_ticket(mail: InboundMail, ctx: Context, linked: Ticket | None) -> None:
+    assert ctx.intake is not None and ctx.s is not None and mail.sender is not None
+    p = mail.parsed
+    assert p is not None and mail.workspace_id is not None
+    customer = mail.original_sender or mail.sender
+    own = set(ctx.store.addresses_in(ctx.s, mail.workspace_id)) if ctx.store else set()
+    cc = [a for a in p.cc if a.address not in own and a.address != customer.address]
+    chain = [*p.references, *([p.message_id] if p.message_id else [])]
+    body = mail.reply_text if linked is not None else p.text
+    ticket = ctx.intake.open_ticket(ctx.s, TicketRequest(
+        workspace_id=mail.workspace_id, customer=Person(customer.name, customer.address),
+        subject=p.subject, description=body.strip(), channel="email", files=_files(mail),
+        participants=[Person(a.name, a.address) for a in cc], message_chain=chain,
+        linked_ticket_id=linked.id if linked else None))
+    mail.ticket_id = ticket.id
+    mail.outcome = "new_ticket"
+    mail.reason = f"opened {ticket.reference}" + (
+        f" (follow-up of closed {linked.reference})" if linked else "")

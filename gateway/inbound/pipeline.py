@@ -1,0 +1,144 @@
+"""The inbound pipeline: its steps as data, and the driver that gives each message one outcome.
+
+A message is handled in one transaction: the ticket or comment, the mail it causes and the
+message's recorded outcome commit together. If a step raises, the transaction rolls back and
+the message is recorded as failed with the error, its raw bytes still kept for a replay.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from gateway.config import Settings
+from gateway.inbound.authorise import authorise
+from gateway.inbound.classify import classify
+from gateway.inbound.context import Context
+from gateway.inbound.dedupe import dedupe
+from gateway.inbound.deliver import deliver
+from gateway.inbound.forward import original_sender
+from gateway.inbound.gate import gate
+from gateway.inbound.mail import InboundMail, Stop
+from gateway.inbound.parse import parse
+from gateway.inbound.reply_text import reply_text
+from gateway.inbound.route import require_workspace, route
+from gateway.inbound.thread import thread
+from gateway.intake import Intake
+from gateway.outbound.compose import LOOP_HEADER, LOOP_VALUE
+from storage.blobs import BlobStore
+from storage.models import InboundMessage, utcnow
+from storage.store import Store
+
+log = logging.getLogger("workestra.inbound")
+Step = Callable[[InboundMail, Context], None]
+
+
+def parse_step(mail: InboundMail, ctx: Context) -> None:
+    mail.parsed = parse(mail.raw)
+
+
+def classify_step(mail: InboundMail, ctx: Context) -> None:
+    own = ctx.store.support_addresses(s=ctx.s) if ctx.store else []
+    mail.classification, mail.rule_hits = classify(
+        mail.parsed, own_addresses=own,  # type: ignore[arg-type]
+        is_own_message_id=(lambda mid: ctx.store.is_own_message_id(mid, s=ctx.s))
+        if ctx.store else (lambda _: False),
+        loop_header=LOOP_HEADER, loop_value=LOOP_VALUE)
+
+
+def extract_step(mail: InboundMail, ctx: Context) -> None:
+    """The new words of a reply; and a forwarded mail's original sender, if an agent forwarded."""
+    assert mail.parsed is not None
+    mail.reply_text = reply_text(mail.parsed)
+    if mail.ticket_id is None and _from_own_side(mail, ctx):
+        mail.original_sender = original_sender(mail.parsed)
+
+
+def _from_own_side(mail: InboundMail, ctx: Context) -> bool:
+    """Only an agent's or support inbox's forward speaks for someone else's mail."""
+    if mail.sender is None:
+        return False
+    if ctx.store is None or ctx.s is None or mail.workspace_id is None:
+        return True  # a dry run shows what a forward from an agent would do
+    sender = mail.sender.address
+    return (sender in ctx.store.addresses_in(ctx.s, mail.workspace_id)
+            or ctx.store.agent_by_email(ctx.s, mail.workspace_id, sender) is not None)
+
+
+STEPS: tuple[tuple[str, Step], ...] = (
+    ("parse", parse_step),
+    ("classify", classify_step),
+    ("route", route),
+    ("require-workspace", require_workspace),
+    ("dedupe", dedupe),
+    ("thread", thread),
+    ("gate", gate),
+    ("extract", extract_step),
+    ("authorise", authorise),
+    ("deliver", deliver),
+)
+INSPECT_STEPS = tuple((n, f) for n, f in STEPS if n in
+                      ("parse", "classify", "route", "thread", "extract", "authorise"))
+
+
+def run_steps(mail: InboundMail, ctx: Context, steps=STEPS) -> InboundMail:
+    for name, step in steps:
+        log.debug("inbound %s: %s", mail.inbound_id, name)
+        step(mail, ctx)
+    return mail
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, store: Store, blobs: BlobStore,
+                 intake: Intake) -> None:
+        self.settings = settings
+        self.store = store
+        self.blobs = blobs
+        self.intake = intake
+
+    def process(self, inbound_id: int) -> InboundMail | None:
+        """Handle one spooled message to its outcome; None if it already has one."""
+        try:
+            with self.store.tx() as s:
+                row = self.store.lock_inbound(s, inbound_id)
+                if row is None:
+                    return None
+                mail = InboundMail(raw=self.blobs.get(row.raw_sha256), mail_from=row.mail_from,
+                                   rcpt_tos=[r for r in row.rcpt_tos.split(",") if r],
+                                   inbound_id=inbound_id)
+                ctx = Context(self.store, self.settings, self.intake, s)
+                try:
+                    run_steps(mail, ctx)
+                except Stop as stop:
+                    mail.outcome, mail.reason = stop.outcome, stop.reason
+                _record(row, mail)
+                s.add(row)
+        except Exception as e:  # a bug or bad data: keep the raw bytes, say what happened
+            log.exception("inbound %s failed", inbound_id)
+            self._record_failure(inbound_id, f"{type(e).__name__}: {e}")
+            return None
+        self.intake.mailer.wake()
+        log.info("inbound %s: %s (%s)", inbound_id, mail.outcome, mail.reason)
+        return mail
+
+    def _record_failure(self, inbound_id: int, error: str) -> None:
+        with self.store.tx() as s:
+            row = self.store.lock_inbound(s, inbound_id)
+            if row is not None:
+                row.state, row.outcome, row.reason = "done", "failed", error[:2000]
+                row.processed_at = utcnow()
+                s.add(row)
+
+
+def _record(row: InboundMessage, mail: InboundMail) -> None:
+    p = mail.parsed
+    row.state = "done"
+    row.outcome = mail.outcome or "failed"
+    row.reason = mail.reason or "no step gave an outcome"
+    row.message_id = p.message_id if p else None
+    row.workspace_id = mail.workspace_id
+    row.classification = mail.classification
+    row.thread_method = mail.thread.method
+    row.ticket_id = mail.ticket_id
+    row.processed_at = utcnow()
+

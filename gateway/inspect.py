@@ -1,0 +1,70 @@
+"""`workestra inspect`: what the inbound pipeline would decide for a file, storing nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlmodel import Session
+
+from gateway.config import Settings
+from gateway.inbound.context import Context
+from gateway.inbound.forward import original_sender
+from gateway.inbound.mail import InboundMail
+from gateway.inbound.pipeline import INSPECT_STEPS, run_steps
+from storage.engine import make_engine
+from storage.store import Store
+
+
+def _store(settings: Settings) -> Store | None:
+    """The existing database, if there is one; inspect never creates or migrates one."""
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
+        return None
+    return Store(make_engine(settings.database_url))
+
+
+def inspect_bytes(raw: bytes, settings: Settings, store: Store | None) -> dict:
+    mail = InboundMail(raw=raw)
+    if store is None:
+        run_steps(mail, Context(None, settings), INSPECT_STEPS)
+    else:
+        with Session(store.engine) as s:  # rolled back on close: nothing is written
+            run_steps(mail, Context(store, settings, None, s), INSPECT_STEPS)
+    p = mail.parsed
+    assert p is not None
+    forwarded = original_sender(p)
+    return {
+        "from": p.from_.as_dict() if p.from_ else None,
+        "to": [a.as_dict() for a in p.to],
+        "cc": [a.as_dict() for a in p.cc],
+        "subject": p.subject,
+        "message_id": p.message_id,
+        "in_reply_to": p.in_reply_to[-1] if p.in_reply_to else None,
+        "references": p.references,
+        "text": p.text,
+        "reply_text": mail.reply_text,
+        "attachments": [a.as_dict() for a in p.attachments],
+        "classification": mail.classification,
+        "classification_reasons": mail.rule_hits,
+        "original_sender": forwarded.as_dict() if forwarded else None,
+        "thread": {"method": mail.thread.method, "ticket": mail.thread.reference,
+                   "detail": mail.thread.detail},
+        "workspace": mail.workspace_slug,
+        "defects": p.defects,
+    }
+
+
+def inspect_files(paths: list[str], settings: Settings) -> list[dict]:
+    store = _store(settings)
+    results = []
+    for path in paths:
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as e:
+            results.append({"file": path, "error": e.strerror or str(e)})
+            continue
+        results.append({"file": path, **inspect_bytes(raw, settings, store)})
+    if store is not None:
+        store.engine.dispose()
+    return results

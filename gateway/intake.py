@@ -1,0 +1,191 @@
+"""The one intake: the rules that decide what happens to a ticket, for every channel.
+
+Mail, IMAP and the portal all call these verbs inside their own transaction, so the ticket,
+its number, its assignment, the notifications and the outgoing mail commit together or not at
+all. The caller commits, then calls `mailer.wake()` so the outbox worker sends at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlmodel import Session
+
+from gateway.outbound.mailer import Mailer
+from gateway.sentiment import sentiment
+from storage.blobs import BlobStore
+from storage.models import (
+    Agent,
+    Attachment,
+    Comment,
+    Contact,
+    Notification,
+    Ticket,
+    TicketParticipant,
+    Workspace,
+    utcnow,
+)
+from storage.store import Store
+
+REOPENED_BY_REPLY = ("waiting", "resolved")
+
+
+@dataclass
+class NewFile:
+    """A file that arrives with a ticket or a reply."""
+
+    filename: str
+    content_type: str
+    data: bytes
+    inline: bool = False
+
+
+@dataclass
+class Person:
+    name: str
+    email: str
+
+
+@dataclass
+class TicketRequest:
+    workspace_id: int
+    customer: Person
+    subject: str
+    description: str
+    channel: str = "email"
+    type: str = "Support Request"
+    files: Sequence[NewFile] = ()
+    participants: Sequence[Person] = ()
+    message_chain: list[str] = field(default_factory=list)  # the customer's References + own id
+    linked_ticket_id: int | None = None
+
+
+class Intake:
+    def __init__(self, store: Store, blobs: BlobStore, mailer: Mailer) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.mailer = mailer
+
+    # -- new tickets ---------------------------------------------------------------------------
+
+    def open_ticket(self, s: Session, req: TicketRequest) -> Ticket:
+        """Contact, number, assignment, sentiment, notifications and confirmation, atomically."""
+        number = self.store.next_ticket_number(s, req.workspace_id)  # locks the workspace row
+        ws = s.get(Workspace, req.workspace_id, populate_existing=True)
+        assert ws is not None
+        contact = self.store.upsert_contact(s, ws.id, req.customer.email, req.customer.name)
+        subject = " ".join(req.subject.split()) or "(no subject)"
+        ticket = Ticket(
+            workspace_id=ws.id, number=number, contact_id=contact.id, subject=subject[:500],
+            description=req.description, channel=req.channel, type=req.type,
+            sentiment=sentiment(subject, req.description), linked_ticket_id=req.linked_ticket_id)
+        assignee = self._next_assignee(s, ws)
+        ticket.assignee_id = assignee.id if assignee else None
+        s.add(ticket)
+        s.flush()
+        self._add_files(s, ticket, None, req.files)
+        for p in req.participants:
+            self.add_participant(s, ticket, p)
+        self._confirm(s, ws, ticket, contact, req.message_chain)
+        if assignee is not None:
+            self._notify(s, ws, ticket, assignee, kind="ticket_assigned",
+                         text=f"{ticket.reference} assigned to you: {ticket.subject}",
+                         context={"customer_name": contact.name,
+                                  "customer_email": contact.email})
+        return ticket
+
+    def _next_assignee(self, s: Session, ws: Workspace) -> Agent | None:
+        """Round robin over available agents; safe because the caller holds the workspace lock."""
+        if ws.assignment_mode == "off":
+            return None
+        agents = self.store.agents(s, ws.id, available_only=True)  # type: ignore[arg-type]
+        if not agents:
+            return None
+        last = ws.last_assigned_agent_id or 0
+        pick = next((a for a in agents if a.id > last), agents[0])  # type: ignore[operator]
+        ws.last_assigned_agent_id = pick.id
+        s.add(ws)
+        return pick
+
+    def _confirm(self, s: Session, ws: Workspace, ticket: Ticket, contact: Contact,
+                 chain: list[str]) -> None:
+        self.mailer.queue(
+            s, ws, kind="customer/ticket_received", to_name=contact.name,
+            to_address=contact.email, ticket=ticket,
+            context={"customer_name": contact.name,
+                     "tracking_url": self.mailer.tracking_url(ws, ticket, contact.email)},
+            in_reply_to=chain[-1] if chain else None, references=chain)
+
+    # -- replies -------------------------------------------------------------------------------
+
+    def add_customer_reply(self, s: Session, ticket: Ticket, author: Person, body: str, *,
+                           files: Sequence[NewFile] = (),
+                           inbound_message_id: int | None = None) -> Comment:
+        """A reply from the ticket's customer or a participant: public, and it reopens."""
+        reopened = ticket.status in REOPENED_BY_REPLY
+        if reopened:
+            ticket.status = "open"
+            ticket.resolved_at = None
+        ticket.updated_at = utcnow()
+        s.add(ticket)
+        comment = Comment(ticket_id=ticket.id, author_kind="customer", author_name=author.name,
+                          author_email=author.email.lower(), body=body,
+                          inbound_message_id=inbound_message_id)
+        s.add(comment)
+        s.flush()
+        self._add_files(s, ticket, comment, files)
+        self._notify_assignee(s, ticket, comment, reopened=reopened)
+        return comment
+
+    def hold_reply(self, s: Session, ticket: Ticket, author: Person, body: str, reason: str, *,
+                   files: Sequence[NewFile] = (),
+                   inbound_message_id: int | None = None) -> Comment:
+        """A reply we cannot attribute to the customer: kept as an internal note for an agent."""
+        comment = Comment(ticket_id=ticket.id, author_kind="unverified", author_name=author.name,
+                          author_email=author.email.lower(), body=body, internal=True,
+                          held_reason=reason, inbound_message_id=inbound_message_id)
+        s.add(comment)
+        s.flush()
+        self._add_files(s, ticket, comment, files)
+        self._notify_assignee(s, ticket, comment, reopened=False)
+        return comment
+
+    def add_participant(self, s: Session, ticket: Ticket, person: Person) -> None:
+        email = person.email.lower()
+        if any(p.email == email for p in self.store.participants(s, ticket.id)):  # type: ignore[arg-type]
+            return
+        s.add(TicketParticipant(ticket_id=ticket.id, email=email, name=person.name))
+
+    # -- shared steps --------------------------------------------------------------------------
+
+    def _add_files(self, s: Session, ticket: Ticket, comment: Comment | None,
+                   files: Sequence[NewFile]) -> None:
+        for f in files:
+            digest = self.blobs.put(f.data)
+            s.add(Attachment(ticket_id=ticket.id, comment_id=comment.id if comment else None,
+                             filename=f.filename, content_type=f.content_type, size=len(f.data),
+                             sha256=digest, inline=f.inline))
+
+    def _notify_assignee(self, s: Session, ticket: Ticket, comment: Comment, *,
+                         reopened: bool) -> None:
+        if ticket.assignee_id is None:
+            return
+        agent = s.get(Agent, ticket.assignee_id)
+        ws = s.get(Workspace, ticket.workspace_id)
+        if agent is None or ws is None:
+            return
+        held = " (held for review)" if comment.held_reason else ""
+        self._notify(s, ws, ticket, agent, kind="customer_replied",
+                     text=f"{ticket.reference}: new reply from {comment.author_email}{held}",
+                     context={"customer_name": comment.author_name,
+                              "customer_email": comment.author_email,
+                              "comment": comment, "reopened": reopened})
+
+    def _notify(self, s: Session, ws: Workspace, ticket: Ticket, agent: Agent, *, kind: str,
+                text: str, context: dict) -> None:
+        s.add(Notification(workspace_id=ws.id, agent_id=agent.id, ticket_id=ticket.id,  # type: ignore[arg-type]
+                           kind=kind, text=text))
+        self.mailer.queue(s, ws, kind=f"agent/{kind}", to_name=agent.name,
+                          to_address=agent.email, ticket=ticket,
+                          context={"agent": agent, **context})

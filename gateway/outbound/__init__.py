@@ -1,0 +1,1 @@
+"""Outbound mail: render templates, compose headers, queue in the outbox, deliver."""

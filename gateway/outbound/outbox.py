@@ -1,0 +1,73 @@
+"""The outbox worker: claims due mail, delivers it, retries with backoff, records each attempt."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from gateway.outbound.transport import DeliveryError, Transport
+from storage.models import OutboundMessage, utcnow
+from storage.store import Store
+
+log = logging.getLogger("workestra.outbox")
+
+
+def backoff(attempt: int, base: float = 5.0, cap: float = 600.0) -> timedelta:
+    """5 s, 10 s, 20 s ... up to 10 minutes: a relay down for a minute delays, never loses."""
+    return timedelta(seconds=min(cap, base * 2 ** max(0, attempt - 1)))
+
+
+class OutboxWorker:
+    def __init__(self, store: Store, transport: Transport, *, max_attempts: int = 8,
+                 backoff_base: float = 5.0, poll_interval: float = 1.0) -> None:
+        self.store = store
+        self.transport = transport
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.poll_interval = poll_interval
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def wake(self) -> None:
+        """Thread-safe: called after a transaction that queued mail commits."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            try:
+                while await self.deliver_due():
+                    pass
+            except Exception:  # the database may be briefly away; try again shortly
+                log.exception("outbox pass failed")
+            self._wake.clear()
+            waiter = asyncio.ensure_future(self._wake.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({waiter, stopper}, timeout=self.poll_interval,
+                               return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopper.cancel()
+
+    async def deliver_due(self) -> int:
+        """Deliver what is due now; returns how many were attempted."""
+        batch = await asyncio.to_thread(self.store.claim_outbound)
+        if not batch:
+            return 0
+        await asyncio.gather(*(self._deliver(m) for m in batch))
+        return len(batch)
+
+    async def _deliver(self, m: OutboundMessage) -> None:
+        name = f"{m.id:08d}-{m.kind.replace('/', '-')}"
+        try:
+            await self.transport.send(m.raw, m.mail_from, [m.rcpt_to], name)
+        except DeliveryError as e:
+            final = e.permanent or m.attempts >= self.max_attempts
+            at = utcnow() + backoff(m.attempts, self.backoff_base)
+            log.warning("outbox %s to %s attempt %s failed%s: %s", m.id, m.rcpt_to, m.attempts,
+                        " permanently" if final else "", e)
+            await asyncio.to_thread(self.store.outbound_retry, m.id, str(e), at, final=final)
+            return
+        await asyncio.to_thread(self.store.outbound_sent, m.id)
+        log.info("outbox %s sent to %s (%s)", m.id, m.rcpt_to, m.kind)

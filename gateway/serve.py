@@ -1,0 +1,85 @@
+"""The composition root: SMTP, the portal, the inbound processor and the outbox in one process.
+
+This is the one module of the gateway that imports the portal (DESIGN.md, dependency direction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import uvicorn
+
+from gateway.config import Settings
+from gateway.demo import seed_demo
+from gateway.inbound.processor import Processor
+from gateway.inbound.receive import ReceiveHandler, smtp_factory
+from gateway.inbound.spool import Spool
+from gateway.outbound.outbox import OutboxWorker
+from gateway.outbound.transport import SentDirectory, SmtpRelay, Transport
+from gateway.services import build_services
+from portal.app import create_app
+
+log = logging.getLogger("workestra")
+
+
+class _PortalServer(uvicorn.Server):
+    """uvicorn without its own signal handling: `serve` stops everything together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+def make_transport(settings: Settings) -> Transport:
+    return SmtpRelay(settings.relay) if settings.relay else SentDirectory(settings.sent_dir)
+
+
+async def serve(settings: Settings, *, demo: bool = False) -> None:
+    services = await asyncio.to_thread(build_services, settings)
+    if demo:
+        await asyncio.to_thread(seed_demo, services.store)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    processor = Processor(services.pipeline)
+    outbox = OutboxWorker(services.store, make_transport(settings),
+                          max_attempts=settings.outbox_max_attempts)
+    services.mailer.on_queued(outbox.wake)
+    handler = ReceiveHandler(services.store, Spool(services.store, services.blobs),
+                             processor.submit)
+    smtp = await loop.create_server(
+        smtp_factory(handler, hostname=settings.host, data_size_limit=settings.max_message_size),
+        host=settings.host, port=settings.smtp_port)
+    log.info("SMTP listening on %s:%s", settings.host, settings.smtp_port)
+
+    portal = _PortalServer(uvicorn.Config(create_app(services), host=settings.host,
+                                          port=settings.http_port, log_level="warning",
+                                          lifespan="off", access_log=False))
+    tasks = [
+        asyncio.create_task(processor.run(stop), name="inbound"),
+        asyncio.create_task(outbox.run(stop), name="outbox"),
+        asyncio.create_task(portal.serve(), name="portal"),
+    ]
+    while not portal.started and not tasks[2].done():
+        await asyncio.sleep(0.02)
+    if tasks[2].done():
+        stop.set()
+    else:
+        log.info("HTTP listening on http://%s:%s (public URL %s)", settings.host,
+                 settings.http_port, settings.public_url)
+    log.info("outbound mail: %s", f"relay {settings.relay.host}:{settings.relay.port}"
+             if settings.relay else f"written to {settings.sent_dir}")
+
+    await stop.wait()
+    log.info("stopping")
+    smtp.close()
+    portal.should_exit = True
+    await smtp.wait_closed()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    services.close()
+    log.info("stopped")

@@ -1,0 +1,293 @@
+"""The store verbs: every query the gateway and the portal need, and the atomic ones."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, func, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, select
+
+from storage.engine import is_postgres
+from storage.models import (
+    Agent,
+    Attachment,
+    Comment,
+    Contact,
+    InboundMessage,
+    OutboundMessage,
+    SupportAddress,
+    Ticket,
+    TicketParticipant,
+    Workspace,
+    utcnow,
+)
+
+
+def normalise_address(address: str) -> str:
+    """Lower-case, and drop a `+tag` from the local part (plus-addressing)."""
+    local, _, domain = address.strip().strip("<>").lower().rpartition("@")
+    return f"{local.split('+', 1)[0]}@{domain}" if local else address.strip().lower()
+
+
+class Store:
+    """Domain verbs over one engine. Verbs that take `s` run inside the caller's transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.postgres = is_postgres(engine)
+
+    @contextmanager
+    def tx(self) -> Iterator[Session]:
+        """One transaction: committed on success, rolled back on any error."""
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            yield s
+
+    @contextmanager
+    def _using(self, s: Session | None) -> Iterator[Session]:
+        """The caller's session when given (same transaction), else a short one of our own."""
+        if s is not None:
+            yield s
+        else:
+            with self.tx() as own:
+                yield own
+
+    def _insert(self, table):
+        return (postgresql if self.postgres else sqlite).insert(table)
+
+    # -- workspaces and addresses -------------------------------------------------------------
+
+    def workspace_by_slug(self, slug: str, s: Session | None = None) -> Workspace | None:
+        with self._using(s) as s:
+            return s.exec(select(Workspace).where(Workspace.slug == slug)).first()
+
+    def workspace(self, workspace_id: int, s: Session | None = None) -> Workspace | None:
+        with self._using(s) as s:
+            return s.get(Workspace, workspace_id)
+
+    def workspace_for_address(self, address: str, s: Session | None = None) -> Workspace | None:
+        """The workspace a support address (plus-tags allowed) belongs to."""
+        addr = normalise_address(address)
+        with self._using(s) as s:
+            return s.exec(
+                select(Workspace)
+                .join(SupportAddress, SupportAddress.workspace_id == Workspace.id)
+                .where(SupportAddress.address == addr)
+            ).first()
+
+    def support_addresses(self, workspace_id: int | None = None,
+                          s: Session | None = None) -> list[str]:
+        with self._using(s) as s:
+            q = select(SupportAddress.address)
+            if workspace_id is not None:
+                q = q.where(SupportAddress.workspace_id == workspace_id)
+            return list(s.exec(q))
+
+    def addresses_in(self, s: Session, workspace_id: int) -> list[str]:
+        """A workspace's support addresses, the first-added first (it sends our mail)."""
+        return list(s.exec(select(SupportAddress.address)
+                           .where(SupportAddress.workspace_id == workspace_id)
+                           .order_by(SupportAddress.id)))
+
+    def add_support_address(self, s: Session, workspace_id: int, address: str) -> None:
+        stmt = self._insert(SupportAddress).values(
+            workspace_id=workspace_id, address=normalise_address(address))
+        s.exec(stmt.on_conflict_do_nothing())
+
+    # -- contacts and numbering ----------------------------------------------------------------
+
+    def upsert_contact(self, s: Session, workspace_id: int, email: str, name: str) -> Contact:
+        """The contact for this email in this workspace, created if new (safe under concurrency)."""
+        email = email.strip().lower()
+        stmt = self._insert(Contact).values(
+            workspace_id=workspace_id, email=email, name=name.strip(), created_at=utcnow())
+        s.exec(stmt.on_conflict_do_nothing())
+        contact = s.exec(
+            select(Contact).where(Contact.workspace_id == workspace_id, Contact.email == email)
+        ).one()
+        if name.strip() and not contact.name:
+            contact.name = name.strip()
+            s.add(contact)
+        return contact
+
+    def next_ticket_number(self, s: Session, workspace_id: int) -> int:
+        """Bump the workspace's counter under its row lock; concurrent callers queue behind it."""
+        stmt = (
+            update(Workspace)
+            .where(Workspace.id == workspace_id)
+            .values(ticket_counter=Workspace.ticket_counter + 1)
+            .returning(Workspace.ticket_counter)
+        )
+        return s.exec(stmt).scalar_one()
+
+    # -- agents --------------------------------------------------------------------------------
+
+    def agents(self, s: Session, workspace_id: int, *, available_only: bool = False) -> list[Agent]:
+        q = select(Agent).where(Agent.workspace_id == workspace_id).order_by(Agent.id)
+        if available_only:
+            q = q.where(Agent.available)
+        return list(s.exec(q))
+
+    def agent_by_email(self, s: Session, workspace_id: int, email: str) -> Agent | None:
+        return s.exec(select(Agent).where(
+            Agent.workspace_id == workspace_id, Agent.email == email.lower())).first()
+
+    # -- tickets -------------------------------------------------------------------------------
+
+    def ticket(self, ticket_id: int, s: Session | None = None) -> Ticket | None:
+        with self._using(s) as s:
+            return s.get(Ticket, ticket_id)
+
+    def ticket_by_number(self, workspace_id: int, number: int,
+                         s: Session | None = None) -> Ticket | None:
+        with self._using(s) as s:
+            return s.exec(select(Ticket).where(
+                Ticket.workspace_id == workspace_id, Ticket.number == number)).first()
+
+    def contact(self, contact_id: int, s: Session | None = None) -> Contact | None:
+        with self._using(s) as s:
+            return s.get(Contact, contact_id)
+
+    def public_comments(self, ticket_id: int) -> list[Comment]:
+        with self.tx() as s:
+            return list(s.exec(select(Comment).where(
+                Comment.ticket_id == ticket_id, Comment.internal == False  # noqa: E712
+            ).order_by(Comment.created_at, Comment.id)))
+
+    def comments(self, ticket_id: int) -> list[Comment]:
+        with self.tx() as s:
+            return list(s.exec(select(Comment).where(Comment.ticket_id == ticket_id)
+                               .order_by(Comment.created_at, Comment.id)))
+
+    def attachments(self, ticket_id: int) -> list[Attachment]:
+        with self.tx() as s:
+            return list(s.exec(select(Attachment).where(Attachment.ticket_id == ticket_id)
+                               .order_by(Attachment.id)))
+
+    def tickets(self, workspace_id: int) -> list[Ticket]:
+        with self.tx() as s:
+            return list(s.exec(select(Ticket).where(Ticket.workspace_id == workspace_id)
+                               .order_by(Ticket.number)))
+
+    def participants(self, s: Session, ticket_id: int) -> list[TicketParticipant]:
+        return list(s.exec(select(TicketParticipant)
+                           .where(TicketParticipant.ticket_id == ticket_id)))
+
+    # -- inbound messages ----------------------------------------------------------------------
+
+    def record_inbound(self, *, raw_sha256: str, size: int, mail_from: str,
+                       rcpt_tos: Sequence[str], channel: str = "smtp") -> int:
+        """Record a spooled message; once this returns, it will be processed even after a crash."""
+        with self.tx() as s:
+            row = InboundMessage(raw_sha256=raw_sha256, size=size, mail_from=mail_from,
+                                 rcpt_tos=",".join(rcpt_tos), channel=channel)
+            s.add(row)
+            s.flush()
+            return row.id  # type: ignore[return-value]
+
+    def inbound(self, inbound_id: int) -> InboundMessage | None:
+        with self.tx() as s:
+            return s.get(InboundMessage, inbound_id)
+
+    def pending_inbound(self) -> list[int]:
+        """Messages received but not yet given an outcome (e.g. after a crash), oldest first."""
+        with self.tx() as s:
+            return list(s.exec(select(InboundMessage.id)
+                               .where(InboundMessage.state == "received")
+                               .order_by(InboundMessage.id)))
+
+    def lock_inbound(self, s: Session, inbound_id: int) -> InboundMessage | None:
+        """The row, locked for this transaction, if it still awaits an outcome."""
+        q = select(InboundMessage).where(InboundMessage.id == inbound_id,
+                                         InboundMessage.state == "received")
+        if self.postgres:
+            q = q.with_for_update(skip_locked=True)
+        return s.exec(q).first()
+
+    def duplicate_of(self, s: Session, workspace_id: int, key: str, *, by_hash: bool,
+                     exclude_id: int) -> InboundMessage | None:
+        """An earlier message of this workspace with the same Message-ID (or raw hash)."""
+        column = InboundMessage.raw_sha256 if by_hash else InboundMessage.message_id
+        return s.exec(select(InboundMessage).where(
+            InboundMessage.workspace_id == workspace_id, column == key,
+            InboundMessage.state == "done", InboundMessage.id != exclude_id,
+            InboundMessage.outcome.in_(("new_ticket", "comment", "ignored")),  # type: ignore
+        ).order_by(InboundMessage.id)).first()
+
+    def ticket_for_message_ids(self, s: Session, workspace_id: int,
+                               message_ids: Iterable[str]) -> tuple[Ticket, str] | None:
+        """The ticket one of these Message-IDs (ours or an earlier inbound one) belongs to."""
+        ids = [m for m in message_ids if m]
+        if not ids:
+            return None
+        sent = s.exec(select(OutboundMessage.message_id, OutboundMessage.ticket_id).where(
+            OutboundMessage.workspace_id == workspace_id,
+            OutboundMessage.message_id.in_(ids))).all()  # type: ignore[attr-defined]
+        seen = s.exec(select(InboundMessage.message_id, InboundMessage.ticket_id).where(
+            InboundMessage.workspace_id == workspace_id, InboundMessage.ticket_id.is_not(None),
+            InboundMessage.message_id.in_(ids))).all()  # type: ignore[attr-defined]
+        found = {mid: tid for mid, tid in [*seen, *sent] if tid is not None}
+        for mid in reversed(ids):  # the nearest ancestor first
+            if mid in found:
+                ticket = s.get(Ticket, found[mid])
+                if ticket is not None:
+                    return ticket, mid
+        return None
+
+    def is_own_message_id(self, message_id: str, s: Session | None = None) -> bool:
+        with self._using(s) as s:
+            return s.exec(select(func.count()).select_from(OutboundMessage).where(
+                OutboundMessage.message_id == message_id)).one() > 0
+
+    # -- outbox --------------------------------------------------------------------------------
+
+    def claim_outbound(self, *, limit: int = 20, lease: timedelta = timedelta(minutes=5)
+                       ) -> list[OutboundMessage]:
+        """Due mails, leased to this worker; with PostgreSQL, workers skip each other's rows."""
+        now = utcnow()
+        with self.tx() as s:
+            q = (select(OutboundMessage)
+                 .where(OutboundMessage.state == "queued", OutboundMessage.next_attempt_at <= now)
+                 .order_by(OutboundMessage.next_attempt_at, OutboundMessage.id).limit(limit))
+            if self.postgres:
+                q = q.with_for_update(skip_locked=True)
+            rows = list(s.exec(q))
+            for row in rows:
+                row.attempts += 1
+                row.next_attempt_at = now + lease  # a crashed worker's mail comes due again
+                s.add(row)
+            return rows
+
+    def outbound_sent(self, outbound_id: int) -> None:
+        with self.tx() as s:
+            s.exec(update(OutboundMessage).where(OutboundMessage.id == outbound_id)
+                   .values(state="sent", sent_at=utcnow(), last_error=None))
+
+    def outbound_retry(self, outbound_id: int, error: str, at: datetime, *, final: bool) -> None:
+        with self.tx() as s:
+            s.exec(update(OutboundMessage).where(OutboundMessage.id == outbound_id).values(
+                state="failed" if final else "queued", next_attempt_at=at, last_error=error))
+
+    def outbox(self, workspace_id: int | None = None,
+               ticket_id: int | None = None) -> list[OutboundMessage]:
+        with self.tx() as s:
+            q = select(OutboundMessage).order_by(OutboundMessage.id)
+            if workspace_id is not None:
+                q = q.where(OutboundMessage.workspace_id == workspace_id)
+            if ticket_id is not None:
+                q = q.where(OutboundMessage.ticket_id == ticket_id)
+            return list(s.exec(q))
+
+    def next_outbound_due(self) -> datetime | None:
+        with self.tx() as s:
+            return s.exec(select(func.min(OutboundMessage.next_attempt_at)).where(
+                OutboundMessage.state == "queued")).one()
+
+    def inbound_messages(self, *, states: Iterable[str] | None = None) -> list[InboundMessage]:
+        with self.tx() as s:
+            q = select(InboundMessage).order_by(InboundMessage.id)
+            if states:
+                q = q.where(or_(*(InboundMessage.state == st for st in states)))
+            return list(s.exec(q))

@@ -1,0 +1,50 @@
+"""Settings: the embedded default needs nothing; a bad value is a one-line error, exit code 2."""
+
+import subprocess
+import sys
+
+import pytest
+
+from gateway.config import SettingError, load_settings
+
+
+def test_default_needs_no_configuration(tmp_path):
+    s = load_settings({}, data_dir=str(tmp_path / "d"))
+    assert s.database_url == f"sqlite:///{tmp_path / 'd' / 'workestra.db'}"
+    assert s.public_url == "http://127.0.0.1:8000"
+    assert s.relay is None
+    again = load_settings({}, data_dir=str(tmp_path / "d"))
+    assert again.secret_key == s.secret_key and len(s.secret_key) > 30  # generated once, kept
+
+
+def test_flags_win_over_environment(tmp_path):
+    env = {"WORKESTRA_DATA_DIR": str(tmp_path / "env"), "WORKESTRA_HTTP_PORT": "9000"}
+    s = load_settings(env, data_dir=str(tmp_path / "flag"), http_port=8123)
+    assert s.data_dir == tmp_path / "flag" and s.http_port == 8123
+    assert s.public_url == "http://127.0.0.1:8123"
+
+
+def test_postgres_url_uses_psycopg3(tmp_path):
+    s = load_settings({"DATABASE_URL": "postgresql://u@db/x"}, data_dir=str(tmp_path))
+    assert s.database_url == "postgresql+psycopg://u@db/x"
+
+
+@pytest.mark.parametrize("env, name", [
+    ({"WORKESTRA_SMTP_RELAY": "no-port-here"}, "WORKESTRA_SMTP_RELAY"),
+    ({"WORKESTRA_SMTP_RELAY": "relay:99999"}, "WORKESTRA_SMTP_RELAY"),
+    ({"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"),
+    ({"WORKESTRA_PUBLIC_URL": "ftp://x"}, "WORKESTRA_PUBLIC_URL"),
+    ({"WORKESTRA_SECRET_KEY": "short"}, "WORKESTRA_SECRET_KEY"),
+])
+def test_bad_values_name_the_setting(tmp_path, env, name):
+    with pytest.raises(SettingError, match=name):
+        load_settings(env, data_dir=str(tmp_path))
+
+
+def test_cli_reports_a_bad_setting_in_one_line_with_exit_code_2(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "gateway", "serve", "--data-dir", str(tmp_path)],
+                       env={"WORKESTRA_SMTP_RELAY": "nonsense", "PATH": "/usr/bin:/bin"},
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "workestra: WORKESTRA_SMTP_RELAY: expected host:port, got 'nonsense'"]
