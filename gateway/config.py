@@ -131,6 +131,9 @@ def load_settings(
     http = _port("--http-port", http_port if http_port is not None else env.get(
         "WORKESTRA_HTTP_PORT", 8000))
     relay_value = env.get("WORKESTRA_SMTP_RELAY")
+    size = env.get("WORKESTRA_MAX_MESSAGE_SIZE", str(40 * 1024 * 1024))
+    if not size.isdigit() or int(size) < 1024:
+        raise SettingError(f"WORKESTRA_MAX_MESSAGE_SIZE: expected bytes (>= 1024), got {size!r}")
     return Settings(
         data_dir=root,
         database_url=_database_url(env.get("DATABASE_URL"), root),
@@ -140,4 +143,5 @@ def load_settings(
         host=host,
         smtp_port=smtp,
         http_port=http,
+        max_message_size=int(size),
     )

@@ -1,4 +1,4 @@
-"""Tracking links and reply addresses: only a valid, unexpired, matching signature opens a ticket."""
+"""Tracking links and reply addresses: only a valid, unexpired, matching signature opens one."""
 
 import time
 

@@ -90,7 +90,8 @@ def run_steps(mail: InboundMail, ctx: Context, steps=STEPS) -> InboundMail:
 
 class Pipeline:
     def __init__(self, settings: Settings, store: Store, blobs: BlobStore,
-                 intake: Intake) -> None:
+                 intake: Intake, steps: tuple[tuple[str, Step], ...] = STEPS) -> None:
+        self.steps = steps
         self.settings = settings
         self.store = store
         self.blobs = blobs
@@ -108,7 +109,7 @@ class Pipeline:
                                    inbound_id=inbound_id)
                 ctx = Context(self.store, self.settings, self.intake, s)
                 try:
-                    run_steps(mail, ctx)
+                    run_steps(mail, ctx, self.steps)
                 except Stop as stop:
                     mail.outcome, mail.reason = stop.outcome, stop.reason
                 _record(row, mail)

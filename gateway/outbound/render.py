@@ -56,9 +56,10 @@ def _environment(root: str) -> Environment:
 def render(kind: str, context: dict, *, root: Path | None = None) -> Rendered:
     """Render `kind` (e.g. "customer/ticket_received") from its three template files."""
     env = _environment(str(root or template_dir()))
-    subject = env.get_template(f"{kind}.subject.j2").render(context)
+    subject = " ".join(env.get_template(f"{kind}.subject.j2").render(context).split())
+    context = {**context, "subject": subject}
     return Rendered(
-        subject=" ".join(subject.split()),
+        subject=subject,
         text=env.get_template(f"{kind}.txt.j2").render(context),
         html=env.get_template(f"{kind}.html.j2").render(context),
     )

@@ -1,0 +1,333 @@
+"""Extract only the new text of a reply: quoted history, mobile footers and signatures removed."""
+
+from __future__ import annotations
+
+import re
+
+from inscriptis import get_text
+from inscriptis.model.config import ParserConfig
+from lxml import html as lxml_html
+from mailparser_reply import EmailReplyParser
+
+from gateway.inbound.mail import ParsedMail
+
+# mail-parser-reply's "On ... wrote:" and Outlook header patterns, in every language it knows.
+_LIBRARY = EmailReplyParser(
+    languages=["en", "de", "fr", "es", "it", "nl", "pl", "sv", "da", "cs", "ja", "ko", "zh"]
+)
+
+# The verb that ends an attribution line ("On <date>, <name> wrote:") in common languages.
+_WROTE = (
+    r"wrote|writes|schrieb|schreibt|a écrit|a ecrit|escribió|escribio|ha scritto|scrisse|schreef"
+    r"|skrev|kirjoitti|napisał\(a\)|napisał|napisała|napsal\(a\)|napsal|escreveu|написал\(а\)"
+    r"|написал|написала|написав|пише|yazdı|írta|skrifaði|rašė|写道|寫道|書きました|작성"
+)
+_VERB = re.compile(rf"(?:{_WROTE})", re.IGNORECASE)
+_LEAD_IN = re.compile(
+    r"^(?:on|am|at|le|el|il|op|den|dne|em|às|as|dnia|w dniu|kl\.|\d|\"|„|«)", re.IGNORECASE
+)
+# Gmail's bare "2016-03-03 17:21 GMT+01:00 Some One" attribution, colon or not.
+_GMAIL_DATED = re.compile(r"^\d{4}-\d{2}-\d{2} \d{1,2}:\d{2} GMT[+-]\d{1,2}:\d{2}\b")
+_DATE_HINT = re.compile(r"\d{1,4}[./:-]\d{1,2}|\b\d{4}\b|\d{1,2}:\d{2}|@")
+# Gmail in some locales: "2017-11-24 16:32 GMT+01:00 Name <a@b.c>:" with no verb at all.
+_DATED_ADDRESS = re.compile(r"^\d{1,4}[./-]\d{1,2}[./-]\d{1,4}.*<[^<>\s]+@[^<>\s]+>\s*[:：]?\s*$")
+
+# Outlook and Thunderbird separators ("-----Original Message-----" and its translations).
+_SEPARATOR = re.compile(
+    r"^\s*[-_=*>]*\s*(?:original message|original email message|ursprüngliche nachricht"
+    r"|originalnachricht|message d'origine|message original|mensaje original|messaggio originale"
+    r"|oorspronkelijk bericht|originalmeddelande|oprindelig (?:meddelelse|besked)"
+    r"|opprinnelig melding|alkuperäinen viesti|mensagem original|wiadomość oryginalna"
+    r"|původní zpráva|исходное сообщение|forwarded message|weitergeleitete nachricht"
+    r"|message transféré|mensaje reenviado|messaggio inoltrato|doorgestuurd bericht"
+    r"|vidarebefordrat meddelande|videresendt meddelelse|mensagem encaminhada"
+    r"|пересылаемое сообщение|begin forwarded message|anfang der weitergeleiteten nachricht"
+    r"|début du message réexpédié|inizio messaggio inoltrato|comienzo del mensaje reenviado"
+    r"|begin doorgestuurd bericht|reply message|antwort nachricht)\s*[-_=*:]*\s*$",
+    re.IGNORECASE,
+)
+_RULE = re.compile(r"^\s*[_\-=]{10,}\s*$")
+
+# Header names of a quoted header block ("From: / Sent: / To: / Subject:") in many languages.
+_FROM_KEYS = (
+    "from|von|de|da|van|från|fra|od|от|от кого|lähettäjä|feladó|kimden|发件人|寄件者|差出人"
+    "|afzender|remetente|expéditeur|mittente|remitente|nadawca|odesílatel|відправник|message du"
+)
+_OTHER_KEYS = (
+    "sent|date|to|subject|cc|bcc|reply-to|gesendet|datum|an|betreff|kopie|envoyé|à|a|objet"
+    "|copie à|cc ?:|sujet|enviado|fecha|para|asunto|inviato|data|oggetto|verzonden|aan"
+    "|onderwerp|skickat|till|ämne|sendt|til|emne|dato|wysłano|do|temat|dw|odesláno|komu"
+    "|předmět|kopie|отправлено|кому|тема|дата|копия|lähetetty|vastaanottaja|aihe|päivämäärä"
+    "|elküldve|címzett|tárgy|gönderildi|kime|konu|tarih|发送时间|收件人|主题|抄送|日付|宛先"
+    "|件名|enviada|assunto|organization|organisation|importance|priorität"
+)
+_HEADER = re.compile(
+    rf"^\s*[*_]*(?P<key>{_FROM_KEYS}|{_OTHER_KEYS})[*_]*\s*[:：][*_]*(?:\s|$)", re.IGNORECASE
+)
+_FROM_KEY = re.compile(rf"^(?:{_FROM_KEYS})$", re.IGNORECASE)
+
+# "Sent from my iPhone" and its kin: a whole short line, never a sentence that mentions it.
+_MOBILE = re.compile(
+    r"^\s*[(<]*\s*(?:sent (?:from|with|via|using) (?:my |the )?\S+(?: \S+){0,5}"
+    r"|sent from my \S+(?: \S+){0,4}[,.]? please excuse.*"
+    r"|get (?:\[)?outlook for \S+.*|envoyé (?:depuis|de|à partir de) (?:mon |ma )?\S+.*"
+    r"|von meinem \S+(?: \S+){0,3} gesendet\.?|gesendet von (?:meinem )?\S+(?: \S+){0,3}"
+    r"|enviado (?:desde|de|do) (?:mi|meu|o meu) \S+(?: \S+){0,3}|inviato da \S+(?: \S+){0,3}"
+    r"|verzonden (?:vanaf|van|met) (?:mijn )?\S+(?: \S+){0,3}|skickat från (?:min )?\S+.*"
+    r"|sendt fra (?:min )?\S+(?: \S+){0,3}|wysłano z (?:mojego )?\S+.*|lähetetty \S+.*"
+    r"|отправлено с \S+.*|從我的 .* 傳送|从我的.*发送|iPhoneから送信|sent from mobile"
+    r"|diese nachricht wurde von meinem .* gesendet\.?)\s*[)>]*\s*$",
+    re.IGNORECASE,
+)
+_SIG_DELIMITER = re.compile(r"^(?:-- ?|__|—)$")  # RFC 3676 §4.3: "-- " opens a signature
+_SYMBOLS_ONLY = re.compile(r"^\s*[-_=*#~+.ᐧ\u200b]+\s*$")
+_QUOTE_CONTAINERS = (
+    "//div[contains(concat(' ', normalize-space(@class), ' '), ' gmail_quote ')]"
+    "|//blockquote[@type='cite']|//div[@class='moz-cite-prefix']"
+    "|//div[contains(@class, 'yahoo_quoted')]|//div[contains(@class, 'protonmail_quote')]"
+    "|//*[@id='mail-editor-reference-message-container']|//div[@name='messageReplySection']"
+    "|//blockquote[contains(@class, 'gmail_quote')]|//div[contains(@class, 'zmail_extra')]"
+)
+# Outlook marks where the quoted mail starts; that element and everything after it goes.
+_OUTLOOK_MARKERS = (
+    "//*[@id='appendonsend']|//*[@id='divRplyFwdMsg']|//*[@id='x_divRplyFwdMsg']"
+    "|//*[@id='x_appendonsend']|//hr[@id='stopSpelling']"
+    "|//div[starts-with(translate(@style, ' ', ''), 'border:none;border-top:solid#E1E1E1')]"
+    "|//div[starts-with(translate(@style, ' ', ''), 'border:none;border-top:solid#B5C4DF')]"
+)
+_HTML_CONFIG = ParserConfig(display_links=True)
+
+
+def reply_text(mail: ParsedMail) -> str:
+    """The customer's new words: the HTML quote containers when the mail has them, else text rules.
+
+    HTML containers are what the sending client itself marked as quoted, so they are trusted
+    over text patterns; the text rules still run on what is left.
+    """
+    if mail.html:
+        from_html = _html_without_quotes(mail.html)
+        if from_html is not None:
+            return strip_quotes(from_html)
+    text = mail.text
+    if not text.strip() and mail.html:
+        text = _to_text(mail.html)
+    return strip_quotes(text)
+
+
+def strip_quotes(text: str) -> str:
+    """Plain-text reply extraction: cut at the first quoted-history marker, drop "> " lines,
+    mobile footers and a trailing signature. Falls back to the quote when nothing else is left."""
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    cut = _history_start(lines)
+    kept = lines[:cut]
+    if cut < len(lines) and not any(line.strip() for line in kept):
+        return _bottom_post(lines[cut:])
+    unquoted = [line for line in kept if not line.lstrip().startswith(">")]
+    if any(line.strip() for line in unquoted):
+        kept = unquoted
+    kept = _without_signature(kept)
+    result = "\n".join(kept).strip("\n")
+    answers = _interleaved_answers(lines, cut)
+    if answers and result.strip():
+        result = result.rstrip() + "\n\n" + answers
+    if not result.strip() and cut < len(lines):
+        # Only quoted history: keep a quote-free top if there is one, else say nothing new.
+        return ""
+    return result.strip()
+
+
+def _interleaved_answers(lines: list[str], cut: int) -> str:
+    """Answers written between quoted lines below an attribution ("> question" / answer).
+
+    Only unquoted paragraphs that follow a blank line count: a line right after a "> " line
+    may be a quoted line the client wrapped without its marker.
+    """
+    if cut >= len(lines) or not _is_attribution(lines, cut):
+        return ""
+    end = cut + 1
+    while end < len(lines) and lines[end].strip() and not lines[end].lstrip().startswith(">"):
+        end += 1
+    region = lines[end:]
+    if not region or not region[0].lstrip().startswith(">"):
+        return ""
+    stop = _history_start(region)
+    answers: list[str] = []
+    previous = ">"
+    for line in region[:stop]:
+        quoted = line.lstrip().startswith(">")
+        if not quoted and line.strip() and (answers and answers[-1] != "" or previous == ""):
+            answers.append(line)
+        elif not line.strip() and answers and answers[-1] != "":
+            answers.append("")
+        previous = ">" if quoted else line.strip()
+    return "\n".join(_without_signature(answers, keep_first=False)).strip()
+
+
+def _bottom_post(lines: list[str]) -> str:
+    """Nothing above the first quote header: the new words may be below the quoted block."""
+    i = 0
+    while i < len(lines) and lines[i].strip() and not lines[i].lstrip().startswith(">"):
+        i += 1  # the attribution or header block itself
+    rest = [line for line in lines[i:] if not line.lstrip().startswith(">")]
+    if not any(line.strip() for line in rest) or len(rest) == len(lines):
+        return ""
+    return strip_quotes("\n".join(rest))
+
+
+def _history_start(lines: list[str]) -> int:
+    """Index of the first line of quoted history (attribution, separator, header block)."""
+    library_cut = _library_cut(lines)
+    for i, line in enumerate(lines[:library_cut]):
+        stripped = line.strip()
+        if not stripped or stripped.startswith(">") and not _VERB.search(stripped):
+            continue
+        if _SEPARATOR.match(stripped) or _is_attribution(lines, i) or _is_header_block(lines, i):
+            return _back_over_rules(lines, i)
+        if _RULE.match(stripped) and _is_header_block(lines, _next_content(lines, i + 1)):
+            return i
+    return library_cut
+
+
+def _library_cut(lines: list[str]) -> int:
+    """Where mail-parser-reply's language tables see a header; a ceiling for our own rules."""
+    text = "\n".join(line.strip() for line in lines)
+    try:
+        found = _LIBRARY.read(text).replies
+    except Exception:
+        return len(lines)
+    if len(found) < 2 or not found[1].headers:
+        return len(lines)
+    position = text.find(found[1].headers)
+    if position <= 0:
+        return len(lines)
+    index = text.count("\n", 0, position)
+    # Only trust it when the header starts a line whose next lines look like a quote header.
+    if _is_header_block(lines, index) or _is_attribution(lines, index):
+        return index
+    return len(lines)
+
+
+def _is_attribution(lines: list[str], i: int) -> bool:
+    """ "On <date>, <name> wrote:" over up to four lines; it must carry a date or an address
+    and start like an attribution, so a customer's "my colleague wrote:" is not one."""
+    first = lines[i].strip().lstrip("> ").strip("- ")
+    if re.search(r"\bwrote\s*-{2,}\s*$", lines[i]) and _DATE_HINT.search(first):
+        return True  # Zoho: "---- On <date> <name> wrote ----"
+    if _GMAIL_DATED.match(first) or _DATED_ADDRESS.match(first):
+        return True
+    if not (_LEAD_IN.match(first) or "@" in first):
+        return False
+    block = first
+    for j in range(i + 1, min(i + 6, len(lines)) + 1):
+        if len(block) > 400:
+            return False
+        if re.search(r"[:：]\s*$", block) and (_VERB.search(block) or _DATED_ADDRESS.match(block)):
+            return bool(_DATE_HINT.search(block))
+        if j >= len(lines):
+            break
+        block += " " + lines[j].strip().lstrip("> ")
+    return False
+
+
+def _is_header_block(lines: list[str], i: int) -> bool:
+    """Two or more quoted-header fields in a row, one of them a sender field."""
+    if i >= len(lines):
+        return False
+    first = _HEADER.match(lines[i])
+    if not first:
+        return False
+    keys = [first.group("key").lower()]
+    for line in lines[i + 1 : i + 8]:
+        match = _HEADER.match(line)
+        if match:
+            keys.append(match.group("key").lower())
+        elif line.strip() and len(keys) >= 4:
+            break
+    distinct = set(keys)
+    has_sender = any(_FROM_KEY.match(k) for k in distinct) or "message du" in distinct
+    return len(distinct) >= 2 and has_sender or len(distinct) >= 3
+
+
+def _back_over_rules(lines: list[str], i: int) -> int:
+    """Include separator rules and blank lines just above a quote header in the cut."""
+    while i > 0 and (not lines[i - 1].strip() or _SYMBOLS_ONLY.match(lines[i - 1])):
+        i -= 1
+    return i
+
+
+def _next_content(lines: list[str], i: int) -> int:
+    while i < len(lines) and not lines[i].strip():
+        i += 1
+    return i
+
+
+def _without_signature(lines: list[str], *, keep_first: bool = True) -> list[str]:
+    """Drop an RFC 3676 signature, mobile footers and decorative rules at the end.
+
+    Closings such as "Thanks, Jane" stay: they are the customer's words.
+    """
+    content = [i for i, line in enumerate(lines) if line.strip()]
+    if not content:
+        return lines
+    first = content[0]
+    for i in content[1:] if keep_first else content:
+        stripped = lines[i].strip()
+        if _SIG_DELIMITER.match(lines[i]) or _MOBILE.match(stripped):
+            lines = lines[:i]
+            break
+    while lines and (not lines[-1].strip() or _SYMBOLS_ONLY.match(lines[-1])):
+        if len(lines) - 1 <= first:
+            break
+        lines = lines[:-1]
+    return lines
+
+
+def _html_without_quotes(html: str) -> str | None:
+    """The HTML's text with client-marked quote containers removed; None when it has none."""
+    try:
+        root = lxml_html.fromstring(html)
+    except Exception:
+        return None
+    found = False
+    for marker in root.xpath(_OUTLOOK_MARKERS):
+        _drop_from(marker)
+        found = True
+    for node in root.xpath(_QUOTE_CONTAINERS):
+        if node.getparent() is not None:
+            node.getparent().remove(node)
+            found = True
+    if not found:
+        return None
+    try:
+        return get_text(lxml_html.tostring(root, encoding="unicode"), _HTML_CONFIG)
+    except Exception:
+        return None
+
+
+def _drop_from(node: lxml_html.HtmlElement) -> None:
+    """Remove a node and everything after it in document order (Outlook's reply layout)."""
+    parent = node.getparent()
+    if parent is None:
+        return
+    current = node
+    while current is not None:
+        following = current.getnext()
+        parent.remove(current)
+        current = following
+    while parent is not None and parent.tag not in ("body", "html"):
+        grand = parent.getparent()
+        if grand is None:
+            break
+        sibling = parent.getnext()
+        while sibling is not None:
+            following = sibling.getnext()
+            grand.remove(sibling)
+            sibling = following
+        parent = grand
+
+
+def _to_text(html: str) -> str:
+    try:
+        return get_text(html, _HTML_CONFIG)
+    except Exception:
+        return re.sub(r"<[^>]*>", " ", html)

@@ -1,0 +1,174 @@
+"""The inbound pipeline on a real store (SQLite and PostgreSQL): one outcome per message."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+
+import pytest
+from sqlmodel import select
+
+from gateway.inbound.spool import Spool
+from storage.models import Comment, InboundMessage, OutboundMessage, Ticket
+from tests.conftest import customer_mail
+
+
+def deliver(services, msg: EmailMessage | bytes, *, mail_from="jane@customer.test",
+            rcpt=("support@acme.test",)) -> InboundMessage:
+    raw = msg if isinstance(msg, bytes) else msg.as_bytes()
+    inbound_id = Spool(services.store, services.blobs).accept(
+        raw, mail_from=mail_from, rcpt_tos=list(rcpt))
+    services.pipeline.process(inbound_id)
+    row = services.store.inbound(inbound_id)
+    assert row.state == "done" and row.outcome and row.reason
+    return row
+
+
+def confirmation(services, ticket_id: int) -> OutboundMessage:
+    return next(m for m in services.store.outbox(ticket_id=ticket_id)
+                if m.kind == "customer/ticket_received")
+
+
+def reply_to(services, ticket_id: int, body: str, *, sender="Jane Customer <jane@customer.test>",
+             headers=True, to=None, subject=None) -> EmailMessage:
+    conf = confirmation(services, ticket_id)
+    import email
+    import email.policy
+
+    sent = email.message_from_bytes(conf.raw, policy=email.policy.default)
+    extra = {"In_Reply_To": f"<{conf.message_id}>", "References": f"<{conf.message_id}>"} \
+        if headers else {}
+    return customer_mail(subject or "Re: " + str(sent["Subject"]), body, sender=sender,
+                         to=to or "support@acme.test", **extra)
+
+
+@pytest.fixture
+def ticket(services) -> Ticket:
+    row = deliver(services, customer_mail("Printer is on fire", "The printer in room 4 burns."))
+    assert row.outcome == "new_ticket"
+    return services.store.ticket(row.ticket_id)
+
+
+def test_new_mail_opens_a_ticket_for_the_sender_and_queues_a_confirmation(services, ticket):
+    contact = services.store.contact(ticket.contact_id)
+    assert (ticket.reference, ticket.status, ticket.priority, ticket.channel) == (
+        "TKT-0001", "open", "medium", "email")
+    assert contact.email == "jane@customer.test" and contact.name == "Jane Customer"
+    assert ticket.assignee_id is not None and ticket.sentiment < 0  # "burns" reads as negative
+    kinds = sorted(m.kind for m in services.store.outbox(ticket_id=ticket.id))
+    assert kinds == ["agent/ticket_assigned", "customer/ticket_received"]
+
+
+def test_reply_threads_by_our_message_id_and_keeps_only_new_text(services, ticket):
+    body = ("Still burning.\n\nOn Tue, 24 Nov 2026 at 10:00, Acme Support wrote:\n"
+            "> Thank you for contacting Acme Support.\n> We opened TKT-0001.\n")
+    row = deliver(services, reply_to(services, ticket.id, body, subject="Something else"))
+    assert (row.outcome, row.thread_method, row.ticket_id) == ("comment", "headers", ticket.id)
+    [comment] = services.store.public_comments(ticket.id)
+    assert comment.body.strip() == "Still burning."
+
+
+def test_reply_threads_by_signed_reply_address(services, ticket):
+    conf = confirmation(services, ticket.id)
+    import email
+    import email.policy
+
+    reply_addr = email.message_from_bytes(conf.raw, policy=email.policy.default)["Reply-To"]
+    address = reply_addr.addresses[0].addr_spec
+    assert address.startswith("support+t")
+    msg = reply_to(services, ticket.id, "Any news?", headers=False, to=address, subject="Hello")
+    row = deliver(services, msg, rcpt=[address])
+    assert (row.outcome, row.thread_method, row.ticket_id) == ("comment", "token", ticket.id)
+
+
+def test_reply_threads_by_reference_in_subject(services, ticket):
+    msg = customer_mail("AW: [TKT-0001] Printer is on fire", "Here is a photo.")
+    row = deliver(services, msg)
+    assert (row.outcome, row.thread_method, row.ticket_id) == ("comment", "subject", ticket.id)
+
+
+def test_a_stranger_cannot_post_as_the_customer(services, ticket):
+    msg = customer_mail("Re: [TKT-0001] Printer is on fire", "Close this ticket please.",
+                        sender="Mallory <mallory@evil.test>")
+    row = deliver(services, msg, mail_from="mallory@evil.test")
+    assert row.outcome == "comment" and "held" in row.reason
+    assert services.store.public_comments(ticket.id) == []
+    [held] = services.store.comments(ticket.id)
+    assert held.internal and held.author_email == "mallory@evil.test" and held.held_reason
+
+
+def test_cc_participant_may_reply(services):
+    first = customer_mail("VPN down", "Nobody can connect.", Cc="Bob <bob@customer.test>")
+    row = deliver(services, first)
+    msg = reply_to(services, row.ticket_id, "Same for me.", sender="Bob <bob@customer.test>")
+    reply = deliver(services, msg, mail_from="bob@customer.test")
+    assert reply.outcome == "comment"
+    [c] = services.store.public_comments(row.ticket_id)
+    assert c.author_email == "bob@customer.test"
+
+
+def test_reply_reopens_a_resolved_ticket_and_notifies_the_assignee(services, ticket):
+    with services.store.tx() as s:
+        t = s.get(Ticket, ticket.id)
+        t.status = "resolved"
+        s.add(t)
+    deliver(services, reply_to(services, ticket.id, "It is back."))
+    assert services.store.ticket(ticket.id).status == "open"
+    kinds = [m.kind for m in services.store.outbox(ticket_id=ticket.id)]
+    assert "agent/customer_replied" in kinds
+
+
+def test_reply_to_a_closed_ticket_opens_a_new_linked_ticket(services, ticket):
+    with services.store.tx() as s:
+        t = s.get(Ticket, ticket.id)
+        t.status = "closed"
+        s.add(t)
+    row = deliver(services, reply_to(services, ticket.id, "It is back.\n\n> old quote\n"))
+    assert row.outcome == "new_ticket" and row.ticket_id != ticket.id
+    new = services.store.ticket(row.ticket_id)
+    assert new.linked_ticket_id == ticket.id and new.reference == "TKT-0002"
+    assert new.description == "It is back."
+
+
+def test_auto_reply_never_opens_a_ticket_nor_sends_mail(services, ticket):
+    before = len(services.store.outbox())
+    ooo = reply_to(services, ticket.id, "I am out of the office until Monday.")
+    ooo.replace_header("Subject", "Out of office: Printer")
+    ooo["Auto-Submitted"] = "auto-replied"
+    row = deliver(services, ooo)
+    assert row.outcome == "ignored" and row.classification == "auto_reply"
+    assert row.ticket_id == ticket.id  # recorded against the ticket it refers to
+    assert len(services.store.outbox()) == before
+    assert services.store.comments(ticket.id) == []
+
+
+def test_the_same_message_twice_is_stored_once(services):
+    msg = customer_mail("Duplicate?", "Sent twice by a retrying MTA.")
+    first = deliver(services, msg)
+    second = deliver(services, msg, rcpt=["support@acme.test"])
+    assert first.outcome == "new_ticket"
+    assert second.outcome == "ignored" and "duplicate" in second.reason
+    assert second.ticket_id == first.ticket_id
+    assert len(services.store.tickets(services.store.workspace_by_slug("acme").id)) == 1
+
+
+def test_mail_for_no_workspace_is_recorded_as_ignored(services):
+    row = deliver(services, customer_mail("Hi", "x", to="nobody@else.test"),
+                  rcpt=["nobody@else.test"])
+    assert row.outcome == "ignored" and "nobody@else.test" in row.reason
+
+
+def test_attachments_are_kept_with_the_ticket(services):
+    msg = customer_mail("Screenshot", "See attached.")
+    msg.add_attachment(b"\x89PNG\r\n\x1a\n" + b"0" * 100, maintype="image", subtype="png",
+                       filename="screen.png")
+    row = deliver(services, msg)
+    [att] = services.store.attachments(row.ticket_id)
+    assert (att.filename, att.content_type, att.size) == ("screen.png", "image/png", 108)
+    assert services.blobs.get(att.sha256).startswith(b"\x89PNG")
+
+
+def test_every_message_is_recorded_exactly_once(services, ticket):
+    with services.store.tx() as s:
+        rows = s.exec(select(InboundMessage)).all()
+        comments = s.exec(select(Comment)).all()
+    assert len(rows) == 1 and rows[0].outcome == "new_ticket" and comments == []

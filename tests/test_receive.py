@@ -1,0 +1,42 @@
+"""The SMTP boundary: only our addresses, a size limit, and 250 only once the mail is durable."""
+
+from __future__ import annotations
+
+import smtplib
+
+import pytest
+
+from tests.conftest import customer_mail, start_gateway, stop_gateway
+
+
+def test_unknown_recipients_are_refused_at_rcpt(gateway):
+    msg = customer_mail("Hi", "x", to="someone@elsewhere.test")
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as err:
+        gateway.send(msg, "jane@customer.test", ["someone@elsewhere.test"])
+    code, text = err.value.recipients["someone@elsewhere.test"]
+    assert code == 550
+    with pytest.raises(smtplib.SMTPRecipientsRefused):  # no relaying for our own domain either
+        gateway.send(msg, "jane@customer.test", ["nobody@acme.test"])
+
+
+def test_known_address_with_a_plus_tag_is_accepted(gateway, sink):
+    with smtplib.SMTP("127.0.0.1", gateway.smtp_port) as s:
+        refused = s.sendmail("jane@customer.test", ["support+anything@acme.test", "x@nowhere.test"],
+                             customer_mail("Hi", "x").as_bytes())
+    assert list(refused) == ["x@nowhere.test"]
+    sink.wait_for(lambda m: "jane@customer.test" in str(m["To"]))
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_oversized_mail_is_refused_with_552(tmp_path, database_url, sink):
+    running = start_gateway(tmp_path, database_url, sink.port,
+                            {"WORKESTRA_MAX_MESSAGE_SIZE": "50000"})
+    try:
+        big = customer_mail("Big", "x" * 80_000)
+        with pytest.raises((smtplib.SMTPSenderRefused, smtplib.SMTPDataError)) as err:
+            running.send(big, "jane@customer.test", ["support@acme.test"])
+        assert err.value.smtp_code == 552
+        running.send(customer_mail("Small", "ok"), "jane@customer.test", ["support@acme.test"])
+        sink.wait_for(lambda m: "Small" in str(m["Subject"]))
+    finally:
+        stop_gateway(running)

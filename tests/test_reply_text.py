@@ -1,0 +1,266 @@
+"""Reply extraction: the customer's new words only, never the quoted history."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from gateway.inbound.parse import parse
+from gateway.inbound.reply_text import reply_text, strip_quotes
+
+CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+
+
+def corpus(name: str) -> Path:
+    folder = CORPORA / name
+    if not folder.is_dir():
+        pytest.skip(f"shared corpus {name} not found at {folder}")
+    return folder
+
+
+def read(path: Path) -> str:
+    return path.read_bytes().decode("utf-8", "replace")
+
+
+# -- behaviour a support agent would notice ----------------------------------------------------
+
+
+def test_gmail_attribution_and_quote_are_dropped():
+    body = (
+        "Yes, the invoice is wrong.\n\n"
+        "On Mon, 3 Jun 2024 at 10:12, Acme Support <help@acme.test> wrote:\n\n"
+        "> Could you check the invoice?\n> Thanks\n"
+    )
+    assert strip_quotes(body) == "Yes, the invoice is wrong."
+
+
+def test_multi_line_attribution_in_german_and_french():
+    de = "Danke!\n\nAm 03.06.2024 um 10:12 schrieb Acme Support <\nhelp@acme.test>:\n> alt\n"
+    fr = "Merci.\n\nLe lun. 3 juin 2024 à 10:12, Acme <help@acme.test>\na écrit :\n> ancien\n"
+    assert strip_quotes(de) == "Danke!"
+    assert strip_quotes(fr) == "Merci."
+
+
+def test_outlook_header_block_in_spanish_and_dutch():
+    es = (
+        "Funciona, gracias.\n\n________________________________\n"
+        "De: Soporte <help@acme.test>\nEnviado: lunes, 3 de junio de 2024 10:12\n"
+        "Para: Ana <ana@example.com>\nAsunto: RE: Pedido\n\nTexto anterior\n"
+    )
+    nl = (
+        "Klopt.\n\n-----Oorspronkelijk bericht-----\nVan: Support <help@acme.test>\n"
+        "Verzonden: maandag 3 juni 2024 10:12\nAan: Jan\nOnderwerp: Bestelling\n\nOud\n"
+    )
+    assert strip_quotes(es) == "Funciona, gracias."
+    assert strip_quotes(nl) == "Klopt."
+
+
+def test_signature_and_mobile_footer_are_dropped():
+    assert strip_quotes("Please call me.\n\n-- \nJane Doe\nACME Ltd") == "Please call me."
+    assert strip_quotes("Please call me.\n\nSent from my iPhone") == "Please call me."
+    assert strip_quotes("Bitte zurückrufen.\n\nVon meinem iPhone gesendet") == "Bitte zurückrufen."
+
+
+def test_customer_words_that_look_like_markers_are_kept():
+    body = (
+        "On the surface this looks fine.\n"
+        "The app was sent from my iPhone app store account, by the way.\n"
+        "Thanks, but it still fails when I log in from the office."
+    )
+    assert strip_quotes(body) == body
+
+
+def test_interleaved_answers_keep_the_answers_only():
+    body = "> Which browser?\nFirefox 126\n> Which OS?\nUbuntu 24.04\n"
+    assert strip_quotes(body) == "Firefox 126\nUbuntu 24.04"
+
+
+def test_only_quoted_history_gives_empty_text():
+    body = "On Mon, 3 Jun 2024 at 10:12, Acme <help@acme.test> wrote:\n> old text\n"
+    assert strip_quotes(body) == ""
+
+
+def test_gmail_html_quote_container_is_dropped():
+    raw = (
+        b"From: a@example.com\r\nTo: help@acme.test\r\nSubject: Re: x\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/html; charset=utf-8\r\n\r\n"
+        b'<div dir="ltr">New answer here</div><br><div class="gmail_quote">'
+        b'<div class="gmail_attr">Some header line without the usual verb</div>'
+        b'<blockquote class="gmail_quote">Old stuff</blockquote></div>'
+    )
+    assert reply_text(parse(raw)) == "New answer here"
+
+
+def test_outlook_html_divrplyfwdmsg_and_everything_after_is_dropped():
+    raw = (
+        b"From: a@example.com\r\nSubject: RE: x\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/html; charset=utf-8\r\n\r\n"
+        b"<html><body><div>Works now.</div><div id=\"appendonsend\"></div><hr>"
+        b"<div id=\"divRplyFwdMsg\"><b>From:</b> Support</div><div>Old reply</div>"
+        b"</body></html>"
+    )
+    assert reply_text(parse(raw)) == "Works now."
+
+
+def test_apple_mail_blockquote_cite_is_dropped():
+    raw = (
+        b"From: a@example.com\r\nSubject: Re: x\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/html; charset=utf-8\r\n\r\n"
+        b"<div>Fine by me.<br><div><blockquote type=\"cite\"><div>Old</div></blockquote>"
+        b"</div></div>"
+    )
+    assert reply_text(parse(raw)) == "Fine by me."
+
+
+def test_plain_text_mail_uses_text_rules():
+    raw = (
+        b"From: a@example.com\r\nSubject: Re: x\r\n\r\nThanks a lot!\r\n\r\n"
+        b"-----Original Message-----\r\nFrom: Support\r\nSent: today\r\n\r\nold\r\n"
+    )
+    assert reply_text(parse(raw)) == "Thanks a lot!"
+
+
+# -- shared corpora: share of upstream expectations met ----------------------------------------
+
+# Where we knowingly differ from upstream, and why.
+TRIMMER_DISAGREE = {
+    # We drop interleaved "> " lines: they are not the customer's words.
+    "quote_and_text",
+}
+
+
+def test_email_reply_trimmer_corpus():
+    root = corpus("email_reply_trimmer")
+    manifest = json.loads((root / "_expectations" / "manifest.json").read_text())
+    cases = manifest["cases"]
+    hits, misses = 0, []
+    for case in cases:
+        got = strip_quotes(read(root / case["input"]).strip())
+        want = read(root / case["trimmed"]).strip()
+        if got == want:
+            hits += 1
+        else:
+            misses.append(Path(case["input"]).stem)
+    share = hits / len(cases)
+    print(f"email_reply_trimmer: {hits}/{len(cases)} = {share:.0%}; misses: {misses}")
+    assert share >= 0.88  # measured 58/64
+
+
+def _github_checks(case: dict, got: str, body: str) -> bool:
+    """Upstream asserts fragments; we check what a reader sees: visible text and hidden parts."""
+    if "visible_text" in case:
+        return got.strip() == case["visible_text"].strip()
+    hidden = case.get("hidden")
+    ok = True
+    for index, value in case.get("fragment_equals", {}).items():
+        i = int(index)
+        if i == 0 or (hidden and not hidden[i]):
+            ok &= value.strip() in got
+        elif hidden and hidden[i] and value.strip():
+            ok &= value.strip() not in got
+    for index, patterns in case.get("fragment_regex", {}).items():
+        i = int(index)
+        for pattern in [patterns] if isinstance(patterns, str) else patterns:
+            found = re.search(pattern, got, re.MULTILINE) is not None
+            if i == 0 or (hidden and not hidden[i]):
+                ok &= found
+            elif (hidden and hidden[i]) or pattern.startswith("^On"):
+                ok &= not found
+    if case.get("fragments") == 1:
+        ok &= got.strip() == body.strip()
+    return ok
+
+
+def _share(name: str, cases: list[dict], check) -> float:
+    root = corpus(name)
+    hits, misses = 0, []
+    scored = 0
+    for case in cases:
+        body = read(root / case["input"])
+        got = strip_quotes(body)
+        verdict = check(case, got, body)
+        if verdict is None:
+            continue
+        scored += 1
+        hits += verdict
+        if not verdict:
+            misses.append(Path(case["input"]).stem)
+    share = hits / scored
+    print(f"{name}: {hits}/{scored} = {share:.0%}; misses: {misses}")
+    return share
+
+
+def test_github_email_reply_parser_corpus():
+    root = corpus("github_email_reply_parser")
+    cases = json.loads((root / "_expectations" / "expectations.json").read_text())["cases"]
+    assert _share("github_email_reply_parser", cases, _github_checks) >= 0.72  # measured 17/22
+    # Misses: upstream hides "-Name" sign-offs and keeps interleaved quotes visible.
+
+
+def _zapier_checks(case: dict, got: str, body: str) -> bool | None:
+    checks: list[bool] = []
+    if "visible_text" in case:
+        checks.append(got.strip() == case["visible_text"].strip())
+    if "reply_stripped" in case:
+        checks.append(got.strip() == case["reply_stripped"])
+    checks += [s in got for s in case.get("reply_contains", [])]
+    checks += [s not in got for s in case.get("visible_text_not_contains", [])]
+    hidden = case.get("hidden")
+    for index, subs in case.get("fragment_contains", {}).items():
+        i = int(index)
+        for sub in subs:
+            if i == 0:
+                checks.append(sub in got)
+            elif hidden and hidden[i] and len(sub) > 3:
+                checks.append(sub not in got)
+    if case.get("fragments") == 1:
+        checks.append(got.strip() == body.strip())
+    return all(checks) if checks else None
+
+
+def test_zapier_email_reply_parser_corpus():
+    root = corpus("zapier_email_reply_parser")
+    cases = json.loads((root / "_expectations" / "expectations.json").read_text())["cases"]
+    assert _share("zapier_email_reply_parser", cases, _zapier_checks) >= 0.82  # measured 13/15
+
+
+def _crisp_checks(case: dict, got: str, body: str) -> bool | None:
+    """Trust the visible-text asserts and fragment 0 (the reply); fragment counts only as
+    "nothing removed" when upstream found a single fragment."""
+    checks: list[bool] = []
+    first_fragment_known = False
+    for a in case["asserts"]:
+        kind, index = a["type"], a.get("index", 0)
+        if kind in ("visible_text_equals", "visible_text_trimmed_equals") or (
+            kind in ("fragment_equals", "fragment_trimmed_equals") and index == 0
+        ):
+            checks.append(got.strip() == a["value"].strip())
+            first_fragment_known = True
+        elif kind == "fragment_regex":
+            found = re.search(a["regex_js"].replace("\\/", "/"), got, re.MULTILINE) is not None
+            if index == 0:
+                checks.append(found)
+            elif a["regex_js"].startswith("^On"):
+                checks.append(not found)
+    for a in case["asserts"]:
+        if a["type"] == "fragment_count" and a["value"] == 1 and not first_fragment_known:
+            checks.append(got.strip() == body.strip())
+    return all(checks) if checks else None
+
+
+def test_crisp_email_reply_parser_corpus():
+    root = corpus("crisp_email_reply_parser")
+    data = json.loads((root / "_expectations" / "expectations.json").read_text())
+    cases = []
+    for case in data["cases"]:
+        if case["input"] and case["asserts"]:
+            asserts = [dict(a) for a in case["asserts"]]
+            for a in asserts:
+                if a.get("value") == "COMMON_FIRST_FRAGMENT":
+                    a["value"] = data["COMMON_FIRST_FRAGMENT"]
+            cases.append({"input": case["input"][0], "asserts": asserts})
+    assert _share("crisp_email_reply_parser", cases, _crisp_checks) >= 0.82  # measured 59/69
+    # Misses include closings ("Regards, John") that upstream hides and we keep on purpose.
