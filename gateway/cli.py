@@ -19,9 +19,14 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway.serve import serve
+    from gateway.serve import ServeError, serve
 
-    asyncio.run(serve(_settings(args), demo=args.demo))
+    settings = _settings(args)
+    try:
+        asyncio.run(serve(settings, demo=args.demo))
+    except ServeError as e:
+        print(f"workestra: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

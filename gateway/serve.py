@@ -9,7 +9,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 
+import sqlalchemy.exc
 import uvicorn
 
 from gateway.config import Settings
@@ -25,6 +27,26 @@ from portal.app import create_app
 log = logging.getLogger("workestra")
 
 
+class ServeError(RuntimeError):
+    """A socket could not be opened; the message says which."""
+
+
+def _listen(host: str, port: int, what: str) -> socket.socket:
+    """A bound, listening TCP socket, or a ServeError naming the address."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as e:
+        raise ServeError(f"cannot listen for {what} on {host}:{port}: "
+                         f"{e.strerror or e}") from None
+    sock.setblocking(False)
+    return sock
+
+
 class _PortalServer(uvicorn.Server):
     """uvicorn without its own signal handling: `serve` stops everything together."""
 
@@ -38,7 +60,10 @@ def make_transport(settings: Settings) -> Transport:
 
 
 async def serve(settings: Settings, *, demo: bool = False) -> None:
-    services = await asyncio.to_thread(build_services, settings)
+    try:
+        services = await asyncio.to_thread(build_services, settings)
+    except sqlalchemy.exc.OperationalError as e:
+        raise ServeError(f"DATABASE_URL: cannot use the database: {e.orig or e}") from None
     if demo:
         await asyncio.to_thread(seed_demo, services.store)
     stop = asyncio.Event()
@@ -52,9 +77,11 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
     services.mailer.on_queued(outbox.wake)
     handler = ReceiveHandler(services.store, Spool(services.store, services.blobs),
                              processor.submit)
+    smtp_socket = _listen(settings.host, settings.smtp_port, "SMTP")
+    http_socket = _listen(settings.host, settings.http_port, "HTTP")
     smtp = await loop.create_server(
         smtp_factory(handler, hostname=settings.host, data_size_limit=settings.max_message_size),
-        host=settings.host, port=settings.smtp_port)
+        sock=smtp_socket)
     log.info("SMTP listening on %s:%s", settings.host, settings.smtp_port)
 
     portal = _PortalServer(uvicorn.Config(create_app(services), host=settings.host,
@@ -63,12 +90,13 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
     tasks = [
         asyncio.create_task(processor.run(stop), name="inbound"),
         asyncio.create_task(outbox.run(stop), name="outbox"),
-        asyncio.create_task(portal.serve(), name="portal"),
+        asyncio.create_task(portal.serve(sockets=[http_socket]), name="portal"),
     ]
     while not portal.started and not tasks[2].done():
         await asyncio.sleep(0.02)
     if tasks[2].done():
         stop.set()
+        log.error("the portal did not start")
     else:
         log.info("HTTP listening on http://%s:%s (public URL %s)", settings.host,
                  settings.http_port, settings.public_url)
