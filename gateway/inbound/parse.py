@@ -11,9 +11,9 @@ import mimetypes
 import quopri
 import re
 from email import message_from_bytes
-from email._policybase import Compat32
 from email.generator import BytesGenerator
 from email.message import Message
+from email.policy import Compat32
 from email.utils import getaddresses
 
 from inscriptis import get_text
