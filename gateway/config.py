@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -93,21 +94,24 @@ def _secret_key(value: str | None, data_dir: Path) -> str:
             raise SettingError("WORKESTRA_SECRET_KEY: too short (16 characters at least)")
         return value
     path = data_dir / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
-    key = secrets.token_urlsafe(48)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(key)
-        f.flush()
-        os.fsync(f.fileno())
-    try:
-        os.link(tmp, path)  # first writer wins if two processes start at once
-    except FileExistsError:
-        pass
-    tmp.unlink(missing_ok=True)
-    return path.read_text().strip()
+    if not path.exists():
+        key = secrets.token_urlsafe(48)
+        fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=".secret-")  # mode 0600
+        with os.fdopen(fd, "w") as f:
+            f.write(key)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)  # first writer wins if two processes start at once
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    key = path.read_text().strip()
+    if len(key) < 16:
+        raise SettingError(f"WORKESTRA_SECRET_KEY: the generated key in {path} is damaged; "
+                           "remove the file to make a new one (links already sent stop working)")
+    return key
 
 
 def load_settings(

@@ -107,7 +107,8 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
     log.info("stopping")
     smtp.close()
     portal.should_exit = True
-    await smtp.wait_closed()
+    with contextlib.suppress(TimeoutError):  # 3.12+ waits for idle clients; do not hang
+        await asyncio.wait_for(smtp.wait_closed(), 5)
     await asyncio.gather(*tasks, return_exceptions=True)
     services.close()
     log.info("stopped")

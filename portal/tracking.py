@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import timedelta
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -18,6 +20,7 @@ from gateway.tokens import read_tracking_token
 from portal.pages import not_found, page
 from storage.models import Ticket, Workspace
 
+LINK_INTERVAL = timedelta(minutes=10)
 REFERENCE = re.compile(r"^TKT-(\d{1,9})$", re.IGNORECASE)
 
 
@@ -62,16 +65,21 @@ async def request_link(request: Request) -> Response:
     if ws is None:
         return not_found(request)
     ref = request.path_params["ref"].upper()
-    ticket = await asyncio.to_thread(_lookup, services, ws, ref)
-    if ticket is not None:
-        await asyncio.to_thread(_queue_link, services, ws, ticket)
-    return page(request, "link_sent.html", workspace=ws, reference=ref)
+    response = page(request, "link_sent.html", workspace=ws, reference=ref)
+    # Looked up after the answer is sent: its timing says nothing about the ticket either.
+    response.background = BackgroundTask(asyncio.to_thread, _queue_link, services, ws, ref)
+    return response
 
 
-def _queue_link(services: Services, ws: Workspace, ticket: Ticket) -> None:
+def _queue_link(services: Services, ws: Workspace, ref: str) -> None:
+    """At most one fresh link per ticket per LINK_INTERVAL, so the form cannot flood anyone."""
+    ticket = _lookup(services, ws, ref)
+    if ticket is None:
+        return
     with services.store.tx() as s:
         contact = services.store.contact(ticket.contact_id, s=s)
-        if contact is None:
+        if contact is None or services.store.sent_recently(
+                s, ticket.id, "customer/tracking_link", LINK_INTERVAL):  # type: ignore[arg-type]
             return
         services.mailer.queue(
             s, ws, kind="customer/tracking_link", to_name=contact.name, to_address=contact.email,

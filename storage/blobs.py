@@ -29,6 +29,7 @@ class BlobStore:
         target = self.path(digest)
         if target.exists():
             return digest
+        created = [d for d in (target.parent.parent, target.parent) if not d.exists()]
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
@@ -41,8 +42,9 @@ class BlobStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        if fsync:
-            _fsync_dir(target.parent)
+        if fsync:  # the file's entry, and the entries of any folder made for it
+            for folder in {target.parent, *(d.parent for d in created)}:
+                _fsync_dir(folder)
         return digest
 
     def get(self, digest: str) -> bytes:

@@ -7,6 +7,8 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+READ_ONLY = "workestra_read_only"
+
 
 def make_engine(url: str) -> Engine:
     """An engine tuned for its backend: SQLite gets WAL, durable commits, early write locks."""
@@ -30,9 +32,11 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:
-        # Take the write lock at BEGIN: a deferred transaction that reads and then writes can
+        # Writers take the lock at BEGIN: a deferred transaction that reads and then writes can
         # fail with SQLITE_BUSY instead of waiting, which would lose a concurrent intake.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Read-only work (READ_ONLY below) stays deferred so pages never queue behind a writer.
+        read_only = conn.get_execution_options().get(READ_ONLY)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 

@@ -6,11 +6,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, func, or_, update
+from sqlalchemy import Engine, func, or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
-from storage.engine import is_postgres
+from storage.engine import READ_ONLY, is_postgres
 from storage.models import (
     Agent,
     Attachment,
@@ -37,6 +37,7 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.reader = engine.execution_options(**{READ_ONLY: True})
         self.postgres = is_postgres(engine)
 
     @contextmanager
@@ -46,13 +47,27 @@ class Store:
             yield s
 
     @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only transaction; on SQLite it does not wait for, nor block, writers."""
+        with Session(self.reader, expire_on_commit=False) as s, s.begin():
+            yield s
+
+    @contextmanager
     def _using(self, s: Session | None) -> Iterator[Session]:
-        """The caller's session when given (same transaction), else a short one of our own."""
+        """The caller's session when given (same transaction), else a short read of our own."""
         if s is not None:
             yield s
         else:
-            with self.tx() as own:
+            with self.read() as own:
                 yield own
+
+    def lock_key(self, s: Session, key: str) -> None:
+        """Serialise work on one key (e.g. a Message-ID) across processes, for this transaction.
+
+        SQLite needs nothing: its writers already hold the database lock.
+        """
+        if self.postgres:
+            s.exec(text("SELECT pg_advisory_xact_lock(hashtext(:k))").bindparams(k=key))
 
     def _insert(self, table):
         return (postgresql if self.postgres else sqlite).insert(table)
@@ -151,23 +166,23 @@ class Store:
             return s.get(Contact, contact_id)
 
     def public_comments(self, ticket_id: int) -> list[Comment]:
-        with self.tx() as s:
+        with self.read() as s:
             return list(s.exec(select(Comment).where(
                 Comment.ticket_id == ticket_id, Comment.internal == False  # noqa: E712
             ).order_by(Comment.created_at, Comment.id)))
 
     def comments(self, ticket_id: int) -> list[Comment]:
-        with self.tx() as s:
+        with self.read() as s:
             return list(s.exec(select(Comment).where(Comment.ticket_id == ticket_id)
                                .order_by(Comment.created_at, Comment.id)))
 
     def attachments(self, ticket_id: int) -> list[Attachment]:
-        with self.tx() as s:
+        with self.read() as s:
             return list(s.exec(select(Attachment).where(Attachment.ticket_id == ticket_id)
                                .order_by(Attachment.id)))
 
     def tickets(self, workspace_id: int) -> list[Ticket]:
-        with self.tx() as s:
+        with self.read() as s:
             return list(s.exec(select(Ticket).where(Ticket.workspace_id == workspace_id)
                                .order_by(Ticket.number)))
 
@@ -188,12 +203,12 @@ class Store:
             return row.id  # type: ignore[return-value]
 
     def inbound(self, inbound_id: int) -> InboundMessage | None:
-        with self.tx() as s:
+        with self.read() as s:
             return s.get(InboundMessage, inbound_id)
 
     def pending_inbound(self) -> list[int]:
         """Messages received but not yet given an outcome (e.g. after a crash), oldest first."""
-        with self.tx() as s:
+        with self.read() as s:
             return list(s.exec(select(InboundMessage.id)
                                .where(InboundMessage.state == "received")
                                .order_by(InboundMessage.id)))
@@ -272,7 +287,7 @@ class Store:
 
     def outbox(self, workspace_id: int | None = None,
                ticket_id: int | None = None) -> list[OutboundMessage]:
-        with self.tx() as s:
+        with self.read() as s:
             q = select(OutboundMessage).order_by(OutboundMessage.id)
             if workspace_id is not None:
                 q = q.where(OutboundMessage.workspace_id == workspace_id)
@@ -280,13 +295,19 @@ class Store:
                 q = q.where(OutboundMessage.ticket_id == ticket_id)
             return list(s.exec(q))
 
+    def sent_recently(self, s: Session, ticket_id: int, kind: str, within: timedelta) -> bool:
+        """Whether a mail of this kind was queued for the ticket in the last `within`."""
+        return s.exec(select(func.count()).select_from(OutboundMessage).where(
+            OutboundMessage.ticket_id == ticket_id, OutboundMessage.kind == kind,
+            OutboundMessage.created_at >= utcnow() - within)).one() > 0
+
     def next_outbound_due(self) -> datetime | None:
-        with self.tx() as s:
+        with self.read() as s:
             return s.exec(select(func.min(OutboundMessage.next_attempt_at)).where(
                 OutboundMessage.state == "queued")).one()
 
     def inbound_messages(self, *, states: Iterable[str] | None = None) -> list[InboundMessage]:
-        with self.tx() as s:
+        with self.read() as s:
             q = select(InboundMessage).order_by(InboundMessage.id)
             if states:
                 q = q.where(or_(*(InboundMessage.state == st for st in states)))

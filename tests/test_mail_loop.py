@@ -107,6 +107,10 @@ def test_fresh_link_goes_only_to_the_address_on_the_ticket(gateway, sink):
     assert "jane@customer.test" in str(fresh["To"])
     link = tracking_link(gateway, fresh, ref)
     assert "Lost my link" in httpx.get(link).text
+    for _ in range(3):  # asking again within 10 minutes sends nothing more
+        httpx.post(f"{gateway.base_url}/portal/acme/tickets/{ref}/link")
+    time.sleep(1)
+    assert len([m for m in sink.messages if "tracking link" in str(m["Subject"])]) == 1
 
 
 def test_unknown_workspace_is_a_plain_404(gateway):

@@ -86,14 +86,32 @@ def test_reply_threads_by_reference_in_subject(services, ticket):
     assert (row.outcome, row.thread_method, row.ticket_id) == ("comment", "subject", ticket.id)
 
 
-def test_a_stranger_cannot_post_as_the_customer(services, ticket):
-    msg = customer_mail("Re: [TKT-0001] Printer is on fire", "Close this ticket please.",
-                        sender="Mallory <mallory@evil.test>")
+def test_a_stranger_replying_in_the_thread_is_held_not_posted(services, ticket):
+    msg = reply_to(services, ticket.id, "Close this ticket please.",
+                   sender="Mallory <mallory@evil.test>")
     row = deliver(services, msg, mail_from="mallory@evil.test")
     assert row.outcome == "comment" and "held" in row.reason
     assert services.store.public_comments(ticket.id) == []
     [held] = services.store.comments(ticket.id)
     assert held.internal and held.author_email == "mallory@evil.test" and held.held_reason
+
+
+def test_a_stranger_naming_a_ticket_number_gets_a_ticket_of_their_own(services, ticket):
+    msg = customer_mail("Same problem as TKT-0001", "Our printer burns too.",
+                        sender="Bob <bob@other.test>")
+    row = deliver(services, msg, mail_from="bob@other.test")
+    assert row.outcome == "new_ticket" and row.ticket_id != ticket.id
+    assert services.store.comments(ticket.id) == []
+    assert services.store.contact(services.store.ticket(row.ticket_id).contact_id).email == \
+        "bob@other.test"
+
+
+def test_a_forged_from_with_only_the_subject_as_evidence_is_held(services, ticket):
+    msg = customer_mail("Re: [TKT-0001] Printer is on fire", "Never mind, close it.")
+    row = deliver(services, msg, mail_from="attacker@evil.test")
+    assert row.outcome == "comment" and "envelope sender" in row.reason
+    assert services.store.public_comments(ticket.id) == []
+    assert services.store.ticket(ticket.id).status == "open"
 
 
 def test_cc_participant_may_reply(services):
@@ -172,3 +190,44 @@ def test_every_message_is_recorded_exactly_once(services, ticket):
         rows = s.exec(select(InboundMessage)).all()
         comments = s.exec(select(Comment)).all()
     assert len(rows) == 1 and rows[0].outcome == "new_ticket" and comments == []
+
+
+def test_two_copies_handled_at_once_make_one_ticket(services):
+    from concurrent.futures import ThreadPoolExecutor
+
+    spool = Spool(services.store, services.blobs)
+    ids = []
+    for i in range(8):
+        raw = customer_mail(f"Copy {i}", "Delivered twice at the same moment.").as_bytes()
+        ids += [spool.accept(raw, mail_from="jane@customer.test", rcpt_tos=["support@acme.test"])
+                for _ in range(2)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(services.pipeline.process, ids))
+    rows = [services.store.inbound(i) for i in ids]
+    assert sorted(r.outcome for r in rows) == ["ignored"] * 8 + ["new_ticket"] * 8
+    assert len(services.store.tickets(services.store.workspace_by_slug("acme").id)) == 8
+
+
+def test_a_database_hiccup_leaves_the_message_pending_then_it_is_processed(services):
+    from sqlalchemy.exc import OperationalError
+
+    from gateway.inbound.pipeline import STEPS, Pipeline
+
+    calls = []
+
+    def hiccup(mail, ctx):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+
+    flaky = Pipeline(services.settings, services.store, services.blobs, services.intake,
+                     steps=(("hiccup", hiccup), *STEPS))
+    inbound_id = Spool(services.store, services.blobs).accept(
+        customer_mail("Hi", "x").as_bytes(), mail_from="jane@customer.test",
+        rcpt_tos=["support@acme.test"])
+    with pytest.raises(OperationalError):
+        flaky.process(inbound_id)
+    assert services.store.inbound(inbound_id).state == "received"
+    assert services.store.pending_inbound() == [inbound_id]
+    flaky.process(inbound_id)
+    assert services.store.inbound(inbound_id).outcome == "new_ticket"

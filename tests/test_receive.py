@@ -40,3 +40,24 @@ def test_oversized_mail_is_refused_with_552(tmp_path, database_url, sink):
         sink.wait_for(lambda m: "Small" in str(m["Subject"]))
     finally:
         stop_gateway(running)
+
+
+def test_one_message_for_two_workspaces_is_split_by_the_sender(gateway, sink):
+    svc = gateway.services()
+    from storage.models import Workspace
+
+    with svc.store.tx() as s:
+        ws = Workspace(slug="globex", name="Globex")
+        s.add(ws)
+        s.flush()
+        svc.store.add_support_address(s, ws.id, "help@globex.test")
+    svc.close()
+    msg = customer_mail("Both of you", "Hello", to="support@acme.test, help@globex.test")
+    with smtplib.SMTP("127.0.0.1", gateway.smtp_port) as s:
+        refused = s.sendmail("jane@customer.test", ["support@acme.test", "help@globex.test"],
+                             msg.as_bytes())
+        assert refused == {"help@globex.test": (452, b"4.5.3 Too many recipients for one "
+                                                     b"message, please send again")}
+        s.sendmail("jane@customer.test", ["help@globex.test"], msg.as_bytes())
+    sink.wait_for(lambda m: "Acme" in str(m["From"]) and "jane" in str(m["To"]))
+    sink.wait_for(lambda m: "Globex" in str(m["From"]) and "jane" in str(m["To"]))

@@ -61,3 +61,22 @@ def test_mail_spooled_before_a_crash_is_processed_on_start(tmp_path, database_ur
         check.close()
     finally:
         stop_gateway(running)
+
+
+def test_several_processes_migrating_one_fresh_postgres_at_once(postgres_url):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from storage.engine import make_engine
+    from storage.migrate import upgrade
+
+    engines = [make_engine(make_settings_url(postgres_url)) for _ in range(4)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(upgrade, engines))  # raises if any of them failed
+    for engine in engines:
+        engine.dispose()
+
+
+def make_settings_url(url: str) -> str:
+    from gateway.config import _database_url
+
+    return _database_url(url, None)  # type: ignore[arg-type]

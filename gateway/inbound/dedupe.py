@@ -12,6 +12,8 @@ def dedupe(mail: InboundMail, ctx: Context) -> None:
         return
     message_id = mail.parsed.message_id if mail.parsed else None
     key, by_hash = (message_id, False) if message_id else (sha256_hex(mail.raw), True)
+    # Two copies handled at once by two workers: the second waits here, then sees the first.
+    ctx.store.lock_key(ctx.s, f"inbound:{mail.workspace_id}:{key}")
     earlier = ctx.store.duplicate_of(ctx.s, mail.workspace_id, key, by_hash=by_hash,
                                      exclude_id=mail.inbound_id or 0)
     if earlier is not None:

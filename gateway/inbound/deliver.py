@@ -17,7 +17,10 @@ def deliver(mail: InboundMail, ctx: Context) -> None:
     if ctx.intake is None or ctx.s is None:
         return  # a dry run stores nothing
     ticket = ctx.s.get(Ticket, mail.ticket_id) if mail.ticket_id else None
-    if ticket is not None and ticket.status != "closed":
+    if ticket is not None and mail.thread.method == "subject" and not mail.known_sender:
+        # A stranger naming someone else's ticket is a new request of their own, not a reply.
+        _new_ticket(mail, ctx, linked=None)
+    elif ticket is not None and ticket.status != "closed":
         _reply(mail, ctx, ticket)
     else:
         _new_ticket(mail, ctx, linked=ticket)

@@ -100,7 +100,8 @@ class InboundMail:
     original_sender: Address | None = None      # set for a forwarded customer mail
     thread: ThreadMatch = field(default_factory=lambda: ThreadMatch("none"))
     reply_text: str = ""
-    verified: bool = False                      # the sender may speak for the ticket
+    known_sender: bool = False                  # From is the ticket's customer or a participant
+    verified: bool = False                      # ... and the evidence says it really is
     hold_reason: str | None = None
     outcome: Outcome | None = None
     reason: str = ""

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from sqlalchemy.exc import OperationalError
+
 from gateway.config import Settings
 from gateway.inbound.authorise import authorise
 from gateway.inbound.classify import classify
@@ -46,11 +48,15 @@ def classify_step(mail: InboundMail, ctx: Context) -> None:
         loop_header=LOOP_HEADER, loop_value=LOOP_VALUE)
 
 
-def extract_step(mail: InboundMail, ctx: Context) -> None:
-    """The new words of a reply; and a forwarded mail's original sender, if an agent forwarded."""
+def reply_text_step(mail: InboundMail, ctx: Context) -> None:
+    """The new words of a reply: quotes and signatures removed."""
     assert mail.parsed is not None
     mail.reply_text = reply_text(mail.parsed)
-    if mail.ticket_id is None and _from_own_side(mail, ctx):
+
+
+def forward_step(mail: InboundMail, ctx: Context) -> None:
+    """A forwarded customer mail opens the ticket for its original sender, if an agent forwarded."""
+    if mail.parsed is not None and mail.ticket_id is None and _from_own_side(mail, ctx):
         mail.original_sender = original_sender(mail.parsed)
 
 
@@ -65,20 +71,25 @@ def _from_own_side(mail: InboundMail, ctx: Context) -> bool:
             or ctx.store.agent_by_email(ctx.s, mail.workspace_id, sender) is not None)
 
 
-STEPS: tuple[tuple[str, Step], ...] = (
+# Pure work on the bytes, done before the transaction so the database is never held by it.
+PREPARE: tuple[tuple[str, Step], ...] = (
     ("parse", parse_step),
+    ("reply-text", reply_text_step),
+)
+# Decisions against the store, in the one transaction that also records the outcome.
+STEPS: tuple[tuple[str, Step], ...] = (
     ("classify", classify_step),
     ("route", route),
     ("require-workspace", require_workspace),
     ("dedupe", dedupe),
     ("thread", thread),
     ("gate", gate),
-    ("extract", extract_step),
+    ("forward", forward_step),
     ("authorise", authorise),
     ("deliver", deliver),
 )
-INSPECT_STEPS = tuple((n, f) for n, f in STEPS if n in
-                      ("parse", "classify", "route", "thread", "extract", "authorise"))
+INSPECT_STEPS = PREPARE + tuple((n, f) for n, f in STEPS if n in
+                                ("classify", "route", "thread", "forward", "authorise"))
 
 
 def run_steps(mail: InboundMail, ctx: Context, steps=STEPS) -> InboundMail:
@@ -90,7 +101,9 @@ def run_steps(mail: InboundMail, ctx: Context, steps=STEPS) -> InboundMail:
 
 class Pipeline:
     def __init__(self, settings: Settings, store: Store, blobs: BlobStore,
-                 intake: Intake, steps: tuple[tuple[str, Step], ...] = STEPS) -> None:
+                 intake: Intake, steps: tuple[tuple[str, Step], ...] = STEPS,
+                 prepare: tuple[tuple[str, Step], ...] = PREPARE) -> None:
+        self.prepare = prepare
         self.steps = steps
         self.settings = settings
         self.store = store
@@ -98,22 +111,33 @@ class Pipeline:
         self.intake = intake
 
     def process(self, inbound_id: int) -> InboundMail | None:
-        """Handle one spooled message to its outcome; None if it already has one."""
+        """Handle one spooled message to its outcome; None if it already has one.
+
+        A database that is away (OperationalError) is raised to the caller and the message
+        stays pending for a later pass; any other error is recorded as `failed`.
+        """
+        row = self.store.inbound(inbound_id)
+        if row is None or row.state != "received":
+            return None
+        mail = InboundMail(raw=b"", mail_from=row.mail_from,
+                           rcpt_tos=[r for r in row.rcpt_tos.split(",") if r],
+                           inbound_id=inbound_id)
         try:
+            mail.raw = self.blobs.get(row.raw_sha256)
+            run_steps(mail, Context(None, self.settings), self.prepare)
             with self.store.tx() as s:
                 row = self.store.lock_inbound(s, inbound_id)
                 if row is None:
-                    return None
-                mail = InboundMail(raw=self.blobs.get(row.raw_sha256), mail_from=row.mail_from,
-                                   rcpt_tos=[r for r in row.rcpt_tos.split(",") if r],
-                                   inbound_id=inbound_id)
-                ctx = Context(self.store, self.settings, self.intake, s)
+                    return None  # another worker finished it meanwhile
                 try:
-                    run_steps(mail, ctx, self.steps)
+                    run_steps(mail, Context(self.store, self.settings, self.intake, s),
+                              self.steps)
                 except Stop as stop:
                     mail.outcome, mail.reason = stop.outcome, stop.reason
                 _record(row, mail)
                 s.add(row)
+        except OperationalError:
+            raise
         except Exception as e:  # a bug or bad data: keep the raw bytes, say what happened
             log.exception("inbound %s failed", inbound_id)
             self._record_failure(inbound_id, f"{type(e).__name__}: {e}")

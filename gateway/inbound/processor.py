@@ -20,13 +20,19 @@ class Processor:
         self.pipeline = pipeline
         self.rescan = rescan
         self._queue: asyncio.Queue[int] = asyncio.Queue()
+        self._queued: set[int] = set()  # ids waiting in the queue, so a rescan adds no copies
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def submit(self, inbound_id: int) -> None:
         """Thread-safe: called by the receiver once a message is durable."""
         if self._loop is None:
             return  # picked up by the start-up scan instead
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, inbound_id)
+        self._loop.call_soon_threadsafe(self._enqueue, inbound_id)
+
+    def _enqueue(self, inbound_id: int) -> None:
+        if inbound_id not in self._queued:
+            self._queued.add(inbound_id)
+            self._queue.put_nowait(inbound_id)
 
     async def _scan(self) -> None:
         try:
@@ -34,26 +40,31 @@ class Processor:
         except Exception:
             log.exception("could not list pending inbound messages")
             return
-        if pending:
-            log.info("resuming %d spooled message(s)", len(pending))
-        for inbound_id in pending:
-            self._queue.put_nowait(inbound_id)
+        new = [i for i in pending if i not in self._queued]
+        if new:
+            log.info("picking up %d spooled message(s)", len(new))
+        for inbound_id in new:
+            self._enqueue(inbound_id)
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         await self._scan()
+        next_scan = loop.time() + self.rescan
         stopper = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
+                if loop.time() >= next_scan:  # on a timer, busy or not
+                    await self._scan()
+                    next_scan = loop.time() + self.rescan
                 getter = asyncio.ensure_future(self._queue.get())
-                done, _ = await asyncio.wait({getter, stopper}, timeout=self.rescan,
+                done, _ = await asyncio.wait({getter, stopper},
+                                             timeout=max(0.0, next_scan - loop.time()),
                                              return_when=asyncio.FIRST_COMPLETED)
                 if getter not in done:
                     getter.cancel()
-                    if not stop.is_set():
-                        await self._scan()
                     continue
                 inbound_id = getter.result()
+                self._queued.discard(inbound_id)
                 try:  # process() is idempotent: an id queued twice is handled once
                     await asyncio.to_thread(self.pipeline.process, inbound_id)
                 except Exception:  # the store is away: the row stays pending for the rescan

@@ -32,6 +32,12 @@ class ReceiveHandler:
             return "451 4.3.0 Temporary failure, please try again later"
         if workspace is None:
             return "550 5.1.1 No such mailbox here"
+        first = getattr(envelope, "workspace_id", None)
+        if first is not None and first != workspace.id:
+            # One message, one workspace: the sender retries this recipient in its own
+            # transaction (RFC 5321 section 4.5.3.1.10), so each workspace gets its own copy.
+            return "452 4.5.3 Too many recipients for one message, please send again"
+        envelope.workspace_id = workspace.id  # type: ignore[attr-defined]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

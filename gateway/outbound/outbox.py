@@ -61,7 +61,12 @@ class OutboxWorker:
     async def _deliver(self, m: OutboundMessage) -> None:
         name = f"{m.id:08d}-{m.kind.replace('/', '-')}"
         try:
-            await self.transport.send(m.raw, m.mail_from, [m.rcpt_to], name)
+            try:
+                await self.transport.send(m.raw, m.mail_from, [m.rcpt_to], name)
+            except DeliveryError:
+                raise
+            except Exception as e:  # a full disk, a bug: retry with backoff, never silently
+                raise DeliveryError(f"{type(e).__name__}: {e}", permanent=False) from e
         except DeliveryError as e:
             final = e.permanent or m.attempts >= self.max_attempts
             at = utcnow() + backoff(m.attempts, self.backoff_base)
