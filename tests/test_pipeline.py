@@ -115,8 +115,13 @@ def test_a_forged_from_with_only_the_subject_as_evidence_is_held(services, ticke
 
 
 def test_cc_participant_may_reply(services):
-    first = customer_mail("VPN down", "Nobody can connect.", Cc="Bob <bob@customer.test>")
+    first = customer_mail("VPN down", "Nobody can connect.", Cc="Bob <bob@customer.test>, "
+                          "support+tag@acme.test, Alex <alex@acme.test>",
+                          to="support@acme.test, Carol <carol@customer.test>")
     row = deliver(services, first)
+    with services.store.tx() as s:
+        people = sorted(p.email for p in services.store.participants(s, row.ticket_id))
+    assert people == ["bob@customer.test", "carol@customer.test"]  # not us, not our agents
     msg = reply_to(services, row.ticket_id, "Same for me.", sender="Bob <bob@customer.test>")
     reply = deliver(services, msg, mail_from="bob@customer.test")
     assert reply.outcome == "comment"

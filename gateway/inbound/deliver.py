@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from gateway.inbound.context import Context
-from gateway.inbound.mail import InboundMail, Stop
+from gateway.inbound.mail import Address, InboundMail, Stop
 from gateway.intake import NewFile, Person, TicketRequest
 from storage.models import Ticket
+from storage.store import normalise_address
 
 
 def _files(mail: InboundMail) -> list[NewFile]:
@@ -44,13 +45,26 @@ def _reply(mail: InboundMail, ctx: Context, ticket: Ticket) -> None:
     mail.outcome = "comment"
 
 
+def _participants(mail: InboundMail, ctx: Context, customer: str) -> list[Address]:
+    """Everyone else the customer wrote to (To and Cc), but never our own addresses or agents."""
+    assert ctx.store is not None and ctx.s is not None and mail.parsed is not None
+    ws = mail.workspace_id
+    ours = {normalise_address(a) for a in ctx.store.addresses_in(ctx.s, ws)}  # type: ignore[arg-type]
+    ours |= {a.email for a in ctx.store.agents(ctx.s, ws)}  # type: ignore[arg-type]
+    ours.add(customer)
+    found: dict[str, Address] = {}
+    for a in [*mail.parsed.to, *mail.parsed.cc]:
+        if normalise_address(a.address) not in ours and a.address not in ours:
+            found.setdefault(a.address, a)
+    return list(found.values())
+
+
 def _new_ticket(mail: InboundMail, ctx: Context, linked: Ticket | None) -> None:
     assert ctx.intake is not None and ctx.s is not None and mail.sender is not None
     p = mail.parsed
     assert p is not None and mail.workspace_id is not None
     customer = mail.original_sender or mail.sender
-    own = set(ctx.store.addresses_in(ctx.s, mail.workspace_id)) if ctx.store else set()
-    cc = [a for a in p.cc if a.address not in own and a.address != customer.address]
+    cc = _participants(mail, ctx, customer.address)
     chain = [*p.references, *([p.message_id] if p.message_id else [])]
     body = mail.reply_text if linked is not None else p.text
     ticket = ctx.intake.open_ticket(ctx.s, TicketRequest(
