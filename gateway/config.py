@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -32,7 +32,6 @@ class Settings:
     http_port: int = 8000
     max_message_size: int = 40 * 1024 * 1024
     outbox_max_attempts: int = 8
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def spool_dir(self) -> Path:

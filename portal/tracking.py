@@ -47,6 +47,8 @@ async def tracking_page(request: Request) -> Response:
     if ws is None:
         return not_found(request)
     ref = request.path_params["ref"].upper()
+    if not REFERENCE.match(ref):
+        return not_found(request)
     token = request.query_params.get("t", "")
     ticket = await asyncio.to_thread(authorised_ticket, services, ws, ref, token)
     if ticket is None:
@@ -65,6 +67,8 @@ async def request_link(request: Request) -> Response:
     if ws is None:
         return not_found(request)
     ref = request.path_params["ref"].upper()
+    if not REFERENCE.match(ref):
+        return not_found(request)
     response = page(request, "link_sent.html", workspace=ws, reference=ref)
     # Looked up after the answer is sent: its timing says nothing about the ticket either.
     response.background = BackgroundTask(asyncio.to_thread, _queue_link, services, ws, ref)

@@ -116,3 +116,5 @@ def test_fresh_link_goes_only_to_the_address_on_the_ticket(gateway, sink):
 def test_unknown_workspace_is_a_plain_404(gateway):
     r = httpx.get(f"{gateway.base_url}/portal/nope/tickets/TKT-0001?t=x")
     assert r.status_code == 404 and "Page not found" in r.text
+    r = httpx.get(f"{gateway.base_url}/portal/acme/tickets/%3Cb%3Ehello%3C%2Fb%3E")
+    assert r.status_code == 404 and "hello" not in r.text  # not a reference: nothing echoed
