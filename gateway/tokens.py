@@ -58,3 +58,10 @@ def read_reply_tag(secret: str, address: str) -> int | None:
         return None
     ticket_id = int(m.group(1))
     return ticket_id if hmac.compare_digest(m.group(2), _reply_mac(secret, ticket_id)) else None
+
+
+def loop_marker(secret: str) -> str:
+    """Our X-Loop value: the same for every mail of this installation, unlike anyone else's, so
+    another helpdesk's mail (even another Workestra's) is not mistaken for our own."""
+    key = hashlib.sha256(("x-loop:" + secret).encode()).hexdigest()[:16]
+    return f"workestra-{key}"

@@ -236,3 +236,19 @@ def test_a_database_hiccup_leaves_the_message_pending_then_it_is_processed(servi
     assert services.store.pending_inbound() == [inbound_id]
     flaky.process(inbound_id)
     assert services.store.inbound(inbound_id).outcome == "new_ticket"
+
+
+def test_our_own_mail_coming_back_is_a_loop_and_sends_nothing(services, ticket):
+    conf = confirmation(services, ticket.id)
+    before = len(services.store.outbox())
+    row = deliver(services, conf.raw, mail_from="")  # e.g. a customer's forwarding rule
+    assert (row.outcome, row.classification) == ("ignored", "loop")
+    assert len(services.store.outbox()) == before
+    assert len(services.store.tickets(ticket.workspace_id)) == 1
+
+
+def test_another_helpdesks_loop_header_is_not_ours(services):
+    msg = customer_mail("Question from a partner", "Written by a person at another helpdesk.",
+                        X_Loop="workestra-0123456789abcdef")
+    row = deliver(services, msg)
+    assert (row.outcome, row.classification) == ("new_ticket", "normal")

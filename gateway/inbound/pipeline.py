@@ -26,7 +26,8 @@ from gateway.inbound.reply_text import reply_text
 from gateway.inbound.route import require_workspace, route
 from gateway.inbound.thread import thread
 from gateway.intake import Intake
-from gateway.outbound.compose import LOOP_HEADER, LOOP_VALUE
+from gateway.outbound.compose import LOOP_HEADER
+from gateway.tokens import loop_marker
 from storage.blobs import BlobStore
 from storage.models import InboundMessage, utcnow
 from storage.store import Store
@@ -45,7 +46,7 @@ def classify_step(mail: InboundMail, ctx: Context) -> None:
         mail.parsed, own_addresses=own,  # type: ignore[arg-type]
         is_own_message_id=(lambda mid: ctx.store.is_own_message_id(mid, s=ctx.s))
         if ctx.store else (lambda _: False),
-        loop_header=LOOP_HEADER, loop_value=LOOP_VALUE)
+        loop_header=LOOP_HEADER, loop_value=loop_marker(ctx.settings.secret_key))
 
 
 def reply_text_step(mail: InboundMail, ctx: Context) -> None:

@@ -12,7 +12,6 @@ from gateway.outbound.render import Rendered
 from storage.models import utcnow
 
 LOOP_HEADER = "X-Loop"
-LOOP_VALUE = "workestra"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -39,6 +38,7 @@ def compose(
     to_name: str,
     to_address: str,
     message_id: str,
+    loop_marker: str,
     reply_to: str | None = None,
     in_reply_to: str | None = None,
     references: list[str] | None = None,
@@ -60,7 +60,7 @@ def compose(
         msg["References"] = " ".join(f"<{r}>" for r in refs)
     if automatic:
         msg["Auto-Submitted"] = "auto-replied"  # RFC 3834 section 5
-    msg[LOOP_HEADER] = LOOP_VALUE
+    msg[LOOP_HEADER] = loop_marker  # the inbound side recognises its own mail by it
     msg.set_content(rendered.text)
     msg.add_alternative(rendered.html, subtype="html")
     return msg

@@ -9,7 +9,7 @@ from sqlmodel import Session
 from gateway.config import Settings
 from gateway.outbound.compose import compose, new_message_id
 from gateway.outbound.render import Brand, render
-from gateway.tokens import reply_address, tracking_token
+from gateway.tokens import loop_marker, reply_address, tracking_token
 from storage.models import OutboundMessage, Ticket, Workspace
 from storage.store import Store
 
@@ -64,6 +64,7 @@ class Mailer:
             to_name=to_name,
             to_address=to_address,
             message_id=message_id,
+            loop_marker=loop_marker(self.settings.secret_key),
             reply_to=reply_address(self.settings.secret_key, sender, ticket.id)
             if ticket is not None else None,
             in_reply_to=in_reply_to,
