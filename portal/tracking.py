@@ -41,14 +41,20 @@ def authorised_ticket(services: Services, ws: Workspace, ref: str, token: str) -
     return ticket if contact is not None and contact.email == claim[1] else None
 
 
-async def tracking_page(request: Request) -> Response:
+async def _workspace_and_reference(request: Request) -> tuple[Workspace, str] | None:
+    """The workspace of the URL and a well-formed reference, or None for a plain 404."""
     services: Services = request.app.state.services
     ws = await asyncio.to_thread(services.store.workspace_by_slug, request.path_params["slug"])
-    if ws is None:
-        return not_found(request)
     ref = request.path_params["ref"].upper()
-    if not REFERENCE.match(ref):
+    return (ws, ref) if ws is not None and REFERENCE.match(ref) else None
+
+
+async def tracking_page(request: Request) -> Response:
+    services: Services = request.app.state.services
+    found = await _workspace_and_reference(request)
+    if found is None:
         return not_found(request)
+    ws, ref = found
     token = request.query_params.get("t", "")
     ticket = await asyncio.to_thread(authorised_ticket, services, ws, ref, token)
     if ticket is None:
@@ -63,12 +69,10 @@ async def tracking_page(request: Request) -> Response:
 async def request_link(request: Request) -> Response:
     """Emails a fresh link to the address on the ticket; the answer never says if it exists."""
     services: Services = request.app.state.services
-    ws = await asyncio.to_thread(services.store.workspace_by_slug, request.path_params["slug"])
-    if ws is None:
+    found = await _workspace_and_reference(request)
+    if found is None:
         return not_found(request)
-    ref = request.path_params["ref"].upper()
-    if not REFERENCE.match(ref):
-        return not_found(request)
+    ws, ref = found
     response = page(request, "link_sent.html", workspace=ws, reference=ref)
     # Looked up after the answer is sent: its timing says nothing about the ticket either.
     response.background = BackgroundTask(asyncio.to_thread, _queue_link, services, ws, ref)

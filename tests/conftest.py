@@ -30,6 +30,14 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_URL = os.environ.get("WORKESTRA_TEST_POSTGRES", "")
 
 
+def corpus(name: str) -> Path:
+    """A folder of ../shared/corpora; outside this workplace it is absent and the test skips."""
+    folder = CORPORA / name
+    if not folder.is_dir():
+        pytest.skip(f"shared corpus {name} not found at {folder}")
+    return folder
+
+
 def need_service(reason: str) -> None:
     """Under CI a missing service fails the test; on a laptop it skips with the reason."""
     if IN_CI:

@@ -9,8 +9,7 @@ import pytest
 
 from gateway.inbound.classify import classify
 from gateway.inbound.parse import parse
-
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+from tests.conftest import CORPORA
 
 
 def mail(headers: str, body: str = "Hello"):

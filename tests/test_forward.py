@@ -10,8 +10,7 @@ import pytest
 from gateway.inbound.forward import original_sender
 from gateway.inbound.mail import Address, ParsedMail
 from gateway.inbound.parse import parse
-
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+from tests.conftest import CORPORA
 
 
 def mail(body: str, subject: str = "Fwd: order 1234") -> ParsedMail:

@@ -9,15 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.inbound.parse import parse
-
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
-
-
-def corpus(name: str) -> Path:
-    folder = CORPORA / name
-    if not folder.is_dir():
-        pytest.skip(f"shared corpus {name} not found at {folder}")
-    return folder
+from tests.conftest import CORPORA, corpus
 
 
 def test_plain_mail_fields():

@@ -6,19 +6,9 @@ import json
 import re
 from pathlib import Path
 
-import pytest
-
 from gateway.inbound.parse import parse
 from gateway.inbound.reply_text import reply_text, strip_quotes
-
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
-
-
-def corpus(name: str) -> Path:
-    folder = CORPORA / name
-    if not folder.is_dir():
-        pytest.skip(f"shared corpus {name} not found at {folder}")
-    return folder
+from tests.conftest import corpus
 
 
 def read(path: Path) -> str:
