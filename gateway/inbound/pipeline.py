@@ -1,8 +1,10 @@
 """The inbound pipeline: its steps as data, and the driver that gives each message one outcome.
 
-A message is handled in one transaction: the ticket or comment, the mail it causes and the
-message's recorded outcome commit together. If a step raises, the transaction rolls back and
-the message is recorded as failed with the error, its raw bytes still kept for a replay.
+Pure work on the bytes (PREPARE) runs first, outside any transaction. The decisions (STEPS)
+run in one transaction: the ticket or comment, the mail it causes and the message's recorded
+outcome commit together. If a step raises, the transaction rolls back and the message is
+recorded as failed with the error, its raw bytes still kept for a replay; if the database
+itself is away, the message stays pending and the processor tries again.
 """
 
 from __future__ import annotations
