@@ -9,7 +9,7 @@ import pytest
 
 from gateway.inbound.classify import classify
 from gateway.inbound.parse import parse
-from tests.conftest import CORPORA
+from tests.conftest import corpus
 
 
 def mail(headers: str, body: str = "Hello"):
@@ -113,9 +113,7 @@ def test_priority_bounce_over_auto_reply_over_list():
 
 
 def test_flufl_bounce_corpus_is_recognised_as_bounces():
-    root = CORPORA / "flufl_bounce"
-    if not root.is_dir():
-        pytest.skip(f"shared corpus not found at {root}")
+    root = corpus("flufl_bounce")
     data = json.loads((root / "_expectations" / "expectations.json").read_text())
     files = sorted({case["input"] for case in data["cases"]})
     kinds = [classify(parse((root / f).read_bytes()))[0] for f in files]
@@ -126,10 +124,9 @@ def test_flufl_bounce_corpus_is_recognised_as_bounces():
 
 
 def test_zammad_customer_mail_is_not_taken_for_robots():
-    root = CORPORA / "zammad" / "test" / "data" / "mail"
-    if not root.is_dir():
-        pytest.skip(f"shared corpus not found at {root}")
-    data = json.loads((CORPORA / "zammad" / "_expectations" / "expectations.json").read_text())
+    zammad = corpus("zammad")
+    root = zammad / "test" / "data" / "mail"
+    data = json.loads((zammad / "_expectations" / "expectations.json").read_text())
     bounces = {Path(b["input"]).name for b in data["behaviour_labels"]}
     results = {p.name: classify(parse(p.read_bytes())) for p in sorted(root.glob("*.box"))}
     for name in bounces & results.keys():

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from gateway.inbound.forward import original_sender
 from gateway.inbound.mail import Address, ParsedMail
 from gateway.inbound.parse import parse
-from tests.conftest import CORPORA
+from tests.conftest import corpus
 
 
 def mail(body: str, subject: str = "Fwd: order 1234") -> ParsedMail:
@@ -70,9 +68,7 @@ def test_attached_message_counts_as_forward():
 
 
 def test_crisp_email_forward_parser_corpus():
-    root = CORPORA / "crisp_email_forward_parser"
-    if not root.is_dir():
-        pytest.skip(f"shared corpus not found at {root}")
+    root = corpus("crisp_email_forward_parser")
     cases = json.loads((root / "_expectations" / "expectations.json").read_text())["cases"]
     hits, misses = 0, []
     for case in cases:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -50,6 +52,17 @@ async def _drain(worker: OutboxWorker, seconds: float) -> None:
         await asyncio.sleep(0.05)
 
 
+@contextmanager
+def relay_on(port: int, relay: FlakyRelay) -> Iterator[FlakyRelay]:
+    """A real aiosmtpd relay on loopback for the length of the block."""
+    controller = Controller(relay, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield relay
+    finally:
+        controller.stop()
+
+
 def _worker(services, port: int, **kw) -> OutboxWorker:
     return OutboxWorker(services.store, SmtpRelay(Relay("127.0.0.1", port), timeout=5),
                         backoff_base=0.1, **kw)
@@ -59,12 +72,8 @@ def test_temporary_refusals_delay_but_deliver_each_mail_once(services):
     queued = _queue_one(services)  # the confirmation and the agent's notification
     relay = FlakyRelay(refuse=2, code="451 4.3.0 Try again later")
     port = free_port()
-    controller = Controller(relay, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with relay_on(port, relay):
         asyncio.run(_drain(_worker(services, port), 3.0))
-    finally:
-        controller.stop()
     rows = services.store.outbox()
     assert [r.state for r in rows] == ["sent"] * queued
     assert len(relay.accepted) == queued  # exactly once each
@@ -78,12 +87,8 @@ def test_permanent_refusal_is_recorded_and_not_retried(services):
     queued = _queue_one(services)
     relay = FlakyRelay(refuse=100, code="550 5.1.1 No such user")
     port = free_port()
-    controller = Controller(relay, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with relay_on(port, relay):
         asyncio.run(_drain(_worker(services, port), 1.0))
-    finally:
-        controller.stop()
     rows = services.store.outbox()
     assert [r.state for r in rows] == ["failed"] * queued
     assert all(r.attempts == 1 and "550" in r.last_error for r in rows)
@@ -98,12 +103,8 @@ def test_a_relay_that_is_down_delays_mail_without_losing_it(services):
     rows = services.store.outbox()
     assert all(r.state == "queued" and r.attempts >= 1 and r.last_error for r in rows)
     relay = FlakyRelay(refuse=0, code="")
-    controller = Controller(relay, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with relay_on(port, relay):
         asyncio.run(_drain(worker, 3.0))
-    finally:
-        controller.stop()
     assert [r.state for r in services.store.outbox()] == ["sent"] * queued
     assert len(relay.accepted) == queued
 
