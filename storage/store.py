@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, func, or_, text, update
+from sqlalchemy import Engine, func, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
@@ -92,19 +92,14 @@ class Store:
                 .where(SupportAddress.address == addr)
             ).first()
 
-    def support_addresses(self, workspace_id: int | None = None,
-                          s: Session | None = None) -> list[str]:
+    def support_addresses(self, s: Session | None = None,
+                          workspace_id: int | None = None) -> list[str]:
+        """Support addresses (all, or one workspace's), the first-added first: it sends mail."""
         with self._using(s) as s:
-            q = select(SupportAddress.address)
+            q = select(SupportAddress.address).order_by(SupportAddress.id)
             if workspace_id is not None:
                 q = q.where(SupportAddress.workspace_id == workspace_id)
             return list(s.exec(q))
-
-    def addresses_in(self, s: Session, workspace_id: int) -> list[str]:
-        """A workspace's support addresses, the first-added first (it sends our mail)."""
-        return list(s.exec(select(SupportAddress.address)
-                           .where(SupportAddress.workspace_id == workspace_id)
-                           .order_by(SupportAddress.id)))
 
     def add_support_address(self, s: Session, workspace_id: int, address: str) -> None:
         stmt = self._insert(SupportAddress).values(
@@ -301,14 +296,6 @@ class Store:
             OutboundMessage.ticket_id == ticket_id, OutboundMessage.kind == kind,
             OutboundMessage.created_at >= utcnow() - within)).one() > 0
 
-    def next_outbound_due(self) -> datetime | None:
+    def inbound_messages(self) -> list[InboundMessage]:
         with self.read() as s:
-            return s.exec(select(func.min(OutboundMessage.next_attempt_at)).where(
-                OutboundMessage.state == "queued")).one()
-
-    def inbound_messages(self, *, states: Iterable[str] | None = None) -> list[InboundMessage]:
-        with self.read() as s:
-            q = select(InboundMessage).order_by(InboundMessage.id)
-            if states:
-                q = q.where(or_(*(InboundMessage.state == st for st in states)))
-            return list(s.exec(q))
+            return list(s.exec(select(InboundMessage).order_by(InboundMessage.id)))

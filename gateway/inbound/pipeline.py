@@ -43,7 +43,7 @@ def parse_step(mail: InboundMail, ctx: Context) -> None:
 
 
 def classify_step(mail: InboundMail, ctx: Context) -> None:
-    own = ctx.store.support_addresses(s=ctx.s) if ctx.store else []
+    own = ctx.store.support_addresses(ctx.s) if ctx.store else []
     mail.classification, mail.rule_hits = classify(
         mail.parsed, own_addresses=own,  # type: ignore[arg-type]
         is_own_message_id=(lambda mid: ctx.store.is_own_message_id(mid, s=ctx.s))
@@ -70,7 +70,7 @@ def _from_own_side(mail: InboundMail, ctx: Context) -> bool:
     if ctx.store is None or ctx.s is None or mail.workspace_id is None:
         return True  # a dry run shows what a forward from an agent would do
     sender = mail.sender.address
-    return (sender in ctx.store.addresses_in(ctx.s, mail.workspace_id)
+    return (sender in ctx.store.support_addresses(ctx.s, mail.workspace_id)
             or ctx.store.agent_by_email(ctx.s, mail.workspace_id, sender) is not None)
 
 

@@ -31,7 +31,7 @@ class Mailer:
             callback()
 
     def sender_address(self, s: Session, ws: Workspace) -> str:
-        addresses = self.store.addresses_in(s, ws.id)  # type: ignore[arg-type]
+        addresses = self.store.support_addresses(s, ws.id)  # type: ignore[arg-type]
         return addresses[0] if addresses else f"support@{ws.slug}.invalid"
 
     def tracking_url(self, ws: Workspace, ticket: Ticket, email: str) -> str:
