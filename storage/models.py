@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, DateTime, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 TICKET_STATUSES = ("open", "in_progress", "waiting", "resolved", "closed")
@@ -47,6 +47,8 @@ class Workspace(SQLModel, table=True):
     ticket_counter: int = 0  # last number handed out; bumped under a row lock
     assignment_mode: str = "round_robin"  # off | round_robin | least_open
     last_assigned_agent_id: int | None = None
+    dkim_selector: str | None = None  # with the key below: signs this workspace's mail
+    dkim_private_key: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = _ts(nullable=False)
 
     @property
@@ -142,6 +144,7 @@ class Comment(SQLModel, table=True):
     author_email: str = ""
     agent_id: int | None = Field(default=None, foreign_key="agent.id")
     body: str = Field(default="", sa_column=Column(Text, nullable=False))
+    body_html: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # nh3-clean
     internal: bool = False
     held_reason: str | None = None  # set when a reply was held for an agent to accept
     inbound_message_id: int | None = Field(default=None, foreign_key="inboundmessage.id")
@@ -157,6 +160,7 @@ class Attachment(SQLModel, table=True):
     size: int
     sha256: str = Field(index=True)
     inline: bool = False
+    content_id: str | None = None  # for cid: references in the HTML
     created_at: datetime = _ts(nullable=False)
 
 
@@ -165,9 +169,13 @@ class InboundMessage(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     channel: str = "smtp"  # smtp | imap
+    imap_inbox_id: int | None = Field(default=None, foreign_key="imapinbox.id")
     mail_from: str = ""
     rcpt_tos: str = ""  # comma-separated envelope recipients
     raw_sha256: str = Field(index=True)
+    # The bytes themselves while spooled: committed with the row (group commit, one fsync for
+    # many messages), moved to the blob store when the message reaches its outcome.
+    raw: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     size: int = 0
     message_id: str | None = Field(default=None, index=True)
     workspace_id: int | None = Field(default=None, foreign_key="workspace.id", index=True)
@@ -176,6 +184,7 @@ class InboundMessage(SQLModel, table=True):
     reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     classification: str | None = None
     thread_method: str | None = None
+    dkim: str | None = None  # e.g. "pass example.com", "fail example.com: body hash", "none"
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
     received_at: datetime = _ts(nullable=False)
     processed_at: datetime | None = _opt_ts()
@@ -188,6 +197,8 @@ class OutboundMessage(SQLModel, table=True):
     workspace_id: int = Field(foreign_key="workspace.id", index=True)
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
     kind: str  # the template, e.g. customer/ticket_received
+    agent_id: int | None = Field(default=None, foreign_key="agent.id")  # who wrote it, if anyone
+    automatic: bool = True  # confirmations and notifications; counted against the hourly cap
     message_id: str = Field(unique=True, index=True)  # without angle brackets
     mail_from: str
     rcpt_to: str
@@ -198,6 +209,37 @@ class OutboundMessage(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = _ts(nullable=False)
     sent_at: datetime | None = _opt_ts()
+    bounced_at: datetime | None = _opt_ts()
+
+
+class DeliveryAttempt(SQLModel, table=True):
+    """One try at handing an outbound mail to the relay, whatever came of it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    outbound_id: int = Field(foreign_key="outboundmessage.id", index=True)
+    result: str  # sent | retry | failed
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False))
+    created_at: datetime = _ts(nullable=False)
+
+
+class ImapInbox(SQLModel, table=True):
+    """A support inbox polled over IMAP; its mail becomes tickets of one workspace."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    workspace_id: int = Field(foreign_key="workspace.id", index=True)
+    host: str
+    port: int = 993
+    security: str = "tls"  # tls | starttls | none
+    username: str
+    password: str
+    folder: str = "INBOX"
+    done_folder: str | None = None  # move fetched mail here; None: flag it \\Seen instead
+    # IMAP UIDs and UIDVALIDITY are unsigned 32-bit: wider than PostgreSQL's integer.
+    uidvalidity: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    last_uid: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    enabled: bool = True
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = _ts(nullable=False)
 
 
 class Notification(SQLModel, table=True):
