@@ -51,6 +51,9 @@ def inspect_bytes(raw: bytes, settings: Settings, store: Store | None) -> dict:
         "thread": {"method": mail.thread.method, "ticket": mail.thread.reference,
                    "detail": mail.thread.detail},
         "workspace": mail.workspace_slug,
+        "dkim": mail.dkim.summary if mail.dkim else None,
+        "sender_known": mail.known_sender,
+        "held": mail.hold_reason,
         "defects": p.defects,
     }
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from gateway.config import Settings
+from gateway.inbound.dkim_verify import DnsTxt
 from gateway.inbound.pipeline import Pipeline
 from gateway.intake import Intake
 from gateway.outbound.mailer import Mailer
@@ -30,7 +31,9 @@ class Services:
         self.engine.dispose()
 
 
-def build_services(settings: Settings, *, migrate: bool = True) -> Services:
+def build_services(settings: Settings, *, migrate: bool = True,
+                   dns_txt: DnsTxt | None = None) -> Services:
+    """The service graph; `dns_txt` replaces the resolver for DKIM key lookups (tests)."""
     engine = make_engine(settings.database_url)
     if migrate:
         upgrade(engine)
@@ -39,4 +42,4 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     mailer = Mailer(settings, store)
     intake = Intake(store, blobs, mailer)
     return Services(settings, engine, store, blobs, mailer, intake,
-                    Pipeline(settings, store, blobs, intake))
+                    Pipeline(settings, store, blobs, intake, dns_txt=dns_txt))

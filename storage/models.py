@@ -190,6 +190,13 @@ class InboundMessage(SQLModel, table=True):
     processed_at: datetime | None = _opt_ts()
 
 
+class SigningDomain(SQLModel, table=True):
+    """A sender domain seen with a valid DKIM signature: its unsigned mail is suspect later."""
+
+    domain: str = Field(primary_key=True)
+    last_pass_at: datetime = _ts(nullable=False)
+
+
 class OutboundMessage(SQLModel, table=True):
     """The outbox: a rendered mail, queued in the transaction that caused it."""
 

@@ -16,8 +16,10 @@ from storage.models import (
     Attachment,
     Comment,
     Contact,
+    DeliveryAttempt,
     InboundMessage,
     OutboundMessage,
+    SigningDomain,
     SupportAddress,
     Ticket,
     TicketParticipant,
@@ -251,7 +253,38 @@ class Store:
             return s.exec(select(func.count()).select_from(OutboundMessage).where(
                 OutboundMessage.message_id == message_id)).one() > 0
 
+    # -- sender evidence -----------------------------------------------------------------------
+
+    def note_signing_domains(self, s: Session, domains: Iterable[str]) -> None:
+        """Remember domains whose mail arrived DKIM-signed and valid."""
+        for domain in sorted(set(domains)):
+            stmt = self._insert(SigningDomain).values(domain=domain, last_pass_at=utcnow())
+            s.exec(stmt.on_conflict_do_update(index_elements=["domain"],
+                                              set_={"last_pass_at": utcnow()}))
+
+    def signs_mail(self, s: Session, domain: str) -> bool:
+        return s.get(SigningDomain, domain.lower()) is not None
+
     # -- outbox --------------------------------------------------------------------------------
+
+    def outbound(self, s: Session, outbound_id: int) -> OutboundMessage | None:
+        return s.get(OutboundMessage, outbound_id)
+
+    def outbound_by_message_id(self, s: Session, message_id: str) -> OutboundMessage | None:
+        return s.exec(select(OutboundMessage)
+                      .where(OutboundMessage.message_id == message_id)).first()
+
+    def automatic_mail_count(self, s: Session, rcpt_to: str, within: timedelta) -> int:
+        """Automatic mails queued for one address lately: the loop brake counts these."""
+        return s.exec(select(func.count()).select_from(OutboundMessage).where(
+            OutboundMessage.rcpt_to == rcpt_to.lower(), OutboundMessage.automatic,
+            OutboundMessage.created_at >= utcnow() - within)).one()
+
+    def delivery_attempts(self, outbound_id: int) -> list[DeliveryAttempt]:
+        with self.read() as s:
+            return list(s.exec(select(DeliveryAttempt)
+                               .where(DeliveryAttempt.outbound_id == outbound_id)
+                               .order_by(DeliveryAttempt.id)))
 
     def claim_outbound(self, *, limit: int = 20, lease: timedelta = timedelta(minutes=5)
                        ) -> list[OutboundMessage]:
@@ -270,15 +303,18 @@ class Store:
                 s.add(row)
             return rows
 
-    def outbound_sent(self, outbound_id: int) -> None:
+    def outbound_sent(self, outbound_id: int, detail: str = "") -> None:
         with self.tx() as s:
             s.exec(update(OutboundMessage).where(OutboundMessage.id == outbound_id)
                    .values(state="sent", sent_at=utcnow(), last_error=None))
+            s.add(DeliveryAttempt(outbound_id=outbound_id, result="sent", detail=detail))
 
     def outbound_retry(self, outbound_id: int, error: str, at: datetime, *, final: bool) -> None:
         with self.tx() as s:
             s.exec(update(OutboundMessage).where(OutboundMessage.id == outbound_id).values(
                 state="failed" if final else "queued", next_attempt_at=at, last_error=error))
+            s.add(DeliveryAttempt(outbound_id=outbound_id, result="failed" if final else "retry",
+                                  detail=error[:2000]))
 
     def outbox(self, workspace_id: int | None = None,
                ticket_id: int | None = None) -> list[OutboundMessage]:

@@ -108,10 +108,29 @@ def make_settings(tmp_path: Path, database_url: str, **kw) -> Settings:
                     secret_key="test-secret-key-0123456789", **kw)
 
 
+class Zone:
+    """A DNS zone of TXT records for DKIM lookups: tests publish keys here, never ask the net."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, str] = {}
+
+    def publish(self, name: str, value: str) -> None:
+        self.records[name.rstrip(".").lower()] = value
+
+    def __call__(self, name: bytes, timeout: float = 5) -> bytes | None:
+        value = self.records.get(name.decode("ascii").rstrip(".").lower())
+        return value.encode("ascii") if value is not None else None
+
+
 @pytest.fixture
-def services(tmp_path, database_url) -> Iterator[Services]:
+def zone() -> Zone:
+    return Zone()
+
+
+@pytest.fixture
+def services(tmp_path, database_url, zone) -> Iterator[Services]:
     """The store, intake and pipeline on a fresh database, with the demo workspace seeded."""
-    svc = build_services(make_settings(tmp_path, database_url))
+    svc = build_services(make_settings(tmp_path, database_url), dns_txt=zone)
     seed_demo(svc.store)
     yield svc
     svc.close()

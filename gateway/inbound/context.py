@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.inbound.dkim_verify import DnsTxt
+
 from sqlmodel import Session
 
 from gateway.config import Settings
@@ -17,3 +19,4 @@ class Context:
     settings: Settings
     intake: Intake | None = None    # None for a dry run: nothing is stored
     s: Session | None = None        # the one transaction the whole message is handled in
+    dns_txt: DnsTxt | None = None   # DKIM key lookups; None asks the system resolver

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from email.message import Message
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from gateway.inbound.dkim_verify import DkimResult
 
 Classification = Literal["normal", "auto_reply", "bounce", "list", "loop"]
 ThreadMethod = Literal["token", "headers", "subject", "none"]
@@ -103,6 +106,7 @@ class InboundMail:
     known_sender: bool = False                  # From is the ticket's customer or a participant
     verified: bool = False                      # ... and the evidence says it really is
     hold_reason: str | None = None
+    dkim: DkimResult | None = None              # every signature's verdict, stored with the row
     outcome: Outcome | None = None
     reason: str = ""
     ticket_id: int | None = None

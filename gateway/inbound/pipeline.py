@@ -15,11 +15,12 @@ from collections.abc import Callable
 from sqlalchemy.exc import OperationalError
 
 from gateway.config import Settings
-from gateway.inbound.authorise import authorise
+from gateway.inbound.authorise import authorise, check_dkim, note_signers
 from gateway.inbound.classify import classify
 from gateway.inbound.context import Context
 from gateway.inbound.dedupe import dedupe
 from gateway.inbound.deliver import deliver
+from gateway.inbound.dkim_verify import DnsTxt
 from gateway.inbound.forward import original_sender
 from gateway.inbound.gate import gate
 from gateway.inbound.mail import InboundMail, Stop
@@ -78,6 +79,7 @@ def _from_own_side(mail: InboundMail, ctx: Context) -> bool:
 PREPARE: tuple[tuple[str, Step], ...] = (
     ("parse", parse_step),
     ("reply-text", reply_text_step),
+    ("dkim", check_dkim),
 )
 # Decisions against the store, in the one transaction that also records the outcome.
 STEPS: tuple[tuple[str, Step], ...] = (
@@ -85,6 +87,7 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("route", route),
     ("require-workspace", require_workspace),
     ("dedupe", dedupe),
+    ("signers", note_signers),
     ("thread", thread),
     ("gate", gate),
     ("forward", forward_step),
@@ -105,7 +108,9 @@ def run_steps(mail: InboundMail, ctx: Context, steps=STEPS) -> InboundMail:
 class Pipeline:
     def __init__(self, settings: Settings, store: Store, blobs: BlobStore,
                  intake: Intake, steps: tuple[tuple[str, Step], ...] = STEPS,
-                 prepare: tuple[tuple[str, Step], ...] = PREPARE) -> None:
+                 prepare: tuple[tuple[str, Step], ...] = PREPARE,
+                 dns_txt: DnsTxt | None = None) -> None:
+        self.dns_txt = dns_txt
         self.prepare = prepare
         self.steps = steps
         self.settings = settings
@@ -126,18 +131,19 @@ class Pipeline:
                            rcpt_tos=[r for r in row.rcpt_tos.split(",") if r],
                            inbound_id=inbound_id)
         try:
-            mail.raw = self.blobs.get(row.raw_sha256)
-            run_steps(mail, Context(None, self.settings), self.prepare)
+            mail.raw = row.raw if row.raw is not None else self.blobs.get(row.raw_sha256)
+            run_steps(mail, Context(None, self.settings, dns_txt=self.dns_txt), self.prepare)
             with self.store.tx() as s:
                 row = self.store.lock_inbound(s, inbound_id)
                 if row is None:
                     return None  # another worker finished it meanwhile
                 try:
-                    run_steps(mail, Context(self.store, self.settings, self.intake, s),
-                              self.steps)
+                    run_steps(mail, Context(self.store, self.settings, self.intake, s,
+                                            self.dns_txt), self.steps)
                 except Stop as stop:
                     mail.outcome, mail.reason = stop.outcome, stop.reason
                 _record(row, mail)
+                self._keep_raw(row)
                 s.add(row)
         except OperationalError:
             raise
@@ -149,12 +155,19 @@ class Pipeline:
         log.info("inbound %s: %s (%s)", inbound_id, mail.outcome, mail.reason)
         return mail
 
+    def _keep_raw(self, row: InboundMessage) -> None:
+        """Spooled bytes move from the row to the blob store (fsynced) with the outcome."""
+        if row.raw is not None:
+            self.blobs.put(row.raw)
+            row.raw = None
+
     def _record_failure(self, inbound_id: int, error: str) -> None:
         with self.store.tx() as s:
             row = self.store.lock_inbound(s, inbound_id)
             if row is not None:
                 row.state, row.outcome, row.reason = "done", "failed", error[:2000]
                 row.processed_at = utcnow()
+                self._keep_raw(row)
                 s.add(row)
 
 
@@ -167,6 +180,7 @@ def _record(row: InboundMessage, mail: InboundMail) -> None:
     row.workspace_id = mail.workspace_id
     row.classification = mail.classification
     row.thread_method = mail.thread.method
+    row.dkim = mail.dkim.summary[:250] if mail.dkim else None
     row.ticket_id = mail.ticket_id
     row.processed_at = utcnow()
 

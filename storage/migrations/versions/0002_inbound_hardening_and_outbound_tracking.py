@@ -38,6 +38,11 @@ def upgrade() -> None:
     with op.batch_alter_table('imapinbox', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_imapinbox_workspace_id'), ['workspace_id'], unique=False)
 
+    op.create_table('signingdomain',
+    sa.Column('domain', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('last_pass_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('domain')
+    )
     op.create_table('deliveryattempt',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('outbound_id', sa.Integer(), nullable=False),
@@ -104,6 +109,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_deliveryattempt_outbound_id'))
 
     op.drop_table('deliveryattempt')
+    op.drop_table('signingdomain')
     with op.batch_alter_table('imapinbox', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_imapinbox_workspace_id'))
 
