@@ -1,4 +1,4 @@
-"""The `workestra` command: serve, inspect, migrate."""
+"""The `workestra` command: serve, inspect, migrate, dkim."""
 
 from __future__ import annotations
 
@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="bring the database to the newest schema")
     migrate.add_argument("--data-dir")
     migrate.set_defaults(func=cmd_migrate)
+
+    from gateway import dkim_cli
+
+    dkim_cli.register(sub)
     return parser
 
 

@@ -7,7 +7,7 @@ import secrets
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 
 class SettingError(ValueError):
@@ -18,6 +18,23 @@ class SettingError(ValueError):
 class Relay:
     host: str
     port: int
+    security: str = "none"  # none | starttls | tls
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None  # trust this CA (e.g. a private relay's) instead of the system's
+
+    def __str__(self) -> str:
+        auth = f" as {self.username}" if self.username else ""
+        return f"relay {self.host}:{self.port} ({self.security}{auth})"
+
+
+@dataclass(frozen=True)
+class DkimKey:
+    """The gateway's own signing key, used for workspaces that have none."""
+
+    domain: str
+    selector: str
+    private_pem: str
 
 
 @dataclass(frozen=True)
@@ -32,6 +49,8 @@ class Settings:
     http_port: int = 8000
     max_message_size: int = 40 * 1024 * 1024
     outbox_max_attempts: int = 8
+    auto_mail_per_hour: int = 5
+    dkim: DkimKey | None = None
 
     @property
     def spool_dir(self) -> Path:
@@ -56,12 +75,50 @@ def _port(name: str, value: str | int) -> int:
     return port
 
 
+_RELAY_SCHEMES = {"smtp": "none", "smtp+starttls": "starttls", "smtps": "tls"}
+
+
 def parse_relay(value: str) -> Relay:
-    """`host:port` of the outbound relay (WORKESTRA_SMTP_RELAY)."""
-    host, sep, port = value.strip().rpartition(":")
-    if not sep or not host:
-        raise SettingError(f"WORKESTRA_SMTP_RELAY: expected host:port, got {value!r}")
-    return Relay(host.strip("[]"), _port("WORKESTRA_SMTP_RELAY", port))
+    """WORKESTRA_SMTP_RELAY: `host:port`, or a URL `smtp+starttls://user:pass@host:587`
+    (schemes smtp, smtp+starttls, smtps; `?ca=/path/ca.pem` trusts a private CA)."""
+    name = "WORKESTRA_SMTP_RELAY"
+    value = value.strip()
+    if "://" not in value:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host:
+            raise SettingError(f"{name}: expected host:port or smtp[s]://host:port, got {value!r}")
+        return Relay(host.strip("[]"), _port(name, port))
+    parts = urlsplit(value)
+    security = _RELAY_SCHEMES.get(parts.scheme)
+    if security is None or not parts.hostname:
+        raise SettingError(f"{name}: expected smtp://, smtp+starttls:// or smtps://, got "
+                           f"{parts.scheme or value!r}")
+    try:
+        port = parts.port or (465 if security == "tls" else 587)
+    except ValueError:
+        raise SettingError(f"{name}: not a port number in {value!r}") from None
+    ca = parse_qs(parts.query).get("ca", [None])[0]
+    return Relay(parts.hostname, port, security,
+                 unquote(parts.username) if parts.username else None,
+                 unquote(parts.password) if parts.password else None, ca)
+
+
+def _dkim_key(env: dict[str, str]) -> DkimKey | None:
+    domain, selector = env.get("WORKESTRA_DKIM_DOMAIN"), env.get("WORKESTRA_DKIM_SELECTOR")
+    key_file = env.get("WORKESTRA_DKIM_KEY_FILE")
+    if not (domain or selector or key_file):
+        return None
+    if not (domain and selector and key_file):
+        raise SettingError("WORKESTRA_DKIM_DOMAIN, WORKESTRA_DKIM_SELECTOR and "
+                           "WORKESTRA_DKIM_KEY_FILE go together: set all three or none")
+    try:
+        pem = Path(key_file).read_text()
+    except OSError as e:
+        raise SettingError(f"WORKESTRA_DKIM_KEY_FILE: cannot read {key_file}: {e.strerror}"
+                           ) from None
+    if "PRIVATE KEY" not in pem:
+        raise SettingError(f"WORKESTRA_DKIM_KEY_FILE: {key_file} holds no PEM private key")
+    return DkimKey(domain.lower(), selector, pem)
 
 
 def _database_url(value: str | None, data_dir: Path) -> str:
@@ -137,6 +194,9 @@ def load_settings(
     size = env.get("WORKESTRA_MAX_MESSAGE_SIZE", str(40 * 1024 * 1024))
     if not size.isdigit() or int(size) < 1024:
         raise SettingError(f"WORKESTRA_MAX_MESSAGE_SIZE: expected bytes (>= 1024), got {size!r}")
+    cap = env.get("WORKESTRA_AUTO_MAIL_PER_HOUR", "5")
+    if not cap.isdigit():
+        raise SettingError(f"WORKESTRA_AUTO_MAIL_PER_HOUR: expected a whole number, got {cap!r}")
     return Settings(
         data_dir=root,
         database_url=_database_url(env.get("DATABASE_URL"), root),
@@ -147,4 +207,6 @@ def load_settings(
         smtp_port=smtp,
         http_port=http,
         max_message_size=int(size),
+        auto_mail_per_hour=int(cap),
+        dkim=_dkim_key(env),
     )

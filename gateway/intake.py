@@ -21,6 +21,7 @@ from storage.models import (
     Comment,
     Contact,
     Notification,
+    OutboundMessage,
     Ticket,
     TicketParticipant,
     Workspace,
@@ -150,6 +151,23 @@ class Intake:
         self._add_files(s, ticket, comment, files)
         self._notify_assignee(s, ticket, comment, reopened=False)
         return comment
+
+    def record_bounce(self, s: Session, outbound: OutboundMessage, reason: str) -> None:
+        """Our mail came back undelivered: mark it, note it on the ticket, tell the agent."""
+        outbound.state, outbound.bounced_at = "bounced", utcnow()
+        outbound.last_error = reason[:2000]
+        s.add(outbound)
+        ticket = s.get(Ticket, outbound.ticket_id) if outbound.ticket_id else None
+        if ticket is None:
+            return
+        text = f"Mail to {outbound.rcpt_to} bounced: {reason}"
+        s.add(Comment(ticket_id=ticket.id, author_kind="system", author_name="Mail delivery",
+                      body=text, internal=True))
+        agent_id = outbound.agent_id or ticket.assignee_id
+        if agent_id is not None:  # in-app only: a bounce must not cause more mail
+            s.add(Notification(workspace_id=ticket.workspace_id, agent_id=agent_id,
+                               ticket_id=ticket.id, kind="bounce",
+                               text=f"{ticket.reference}: {text}"[:500]))
 
     def add_participant(self, s: Session, ticket: Ticket, person: Person) -> None:
         email = person.email.lower()

@@ -100,8 +100,8 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
     else:
         log.info("HTTP listening on http://%s:%s (public URL %s)", settings.host,
                  settings.http_port, settings.public_url)
-    log.info("outbound mail: %s", f"relay {settings.relay.host}:{settings.relay.port}"
-             if settings.relay else f"written to {settings.sent_dir}")
+    log.info("outbound mail: %s", settings.relay if settings.relay
+             else f"written to {settings.sent_dir}")
 
     await stop.wait()
     log.info("stopping")

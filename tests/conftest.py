@@ -145,13 +145,15 @@ class Sink:
     port: int
     messages: list[EmailMessage] = field(default_factory=list)
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
+    raws: list[bytes] = field(default_factory=list)  # as received, for signature checks
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server, session, envelope):
-        msg = email.message_from_bytes(envelope.original_content or envelope.content,
-                                       policy=email.policy.default)
+        raw = envelope.original_content or envelope.content
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
         with self.lock:
             self.messages.append(msg)  # type: ignore[arg-type]
+            self.raws.append(raw)
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 OK"
 
@@ -165,6 +167,10 @@ class Sink:
             time.sleep(0.05)
         raise AssertionError(f"no matching mail within {timeout} s; got "
                              f"{[(str(m['To']), str(m['Subject'])) for m in self.messages]}")
+
+    def raw_of(self, msg: EmailMessage) -> bytes:
+        with self.lock:
+            return self.raws[next(i for i, m in enumerate(self.messages) if m is msg)]
 
     def to(self, address: str) -> list[EmailMessage]:
         with self.lock:

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from gateway.config import SettingError, load_settings
+from gateway.config import Relay, SettingError, load_settings, parse_relay
 
 
 def test_default_needs_no_configuration(tmp_path):
@@ -47,4 +47,22 @@ def test_cli_reports_a_bad_setting_in_one_line_with_exit_code_2(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
-        "workestra: WORKESTRA_SMTP_RELAY: expected host:port, got 'nonsense'"]
+        "workestra: WORKESTRA_SMTP_RELAY: expected host:port or smtp[s]://host:port, "
+        "got 'nonsense'"]
+
+
+@pytest.mark.parametrize("value, relay", [
+    ("mail.example.com:25", Relay("mail.example.com", 25)),
+    ("smtp+starttls://bot:p%40ss@mail.example.com:587",
+     Relay("mail.example.com", 587, "starttls", "bot", "p@ss")),
+    ("smtps://mail.example.com", Relay("mail.example.com", 465, "tls")),
+    ("smtp+starttls://relay.local?ca=/etc/ca.pem",
+     Relay("relay.local", 587, "starttls", ca_file="/etc/ca.pem")),
+])
+def test_relay_urls_carry_tls_and_credentials(value, relay):
+    assert parse_relay(value) == relay
+
+
+def test_an_unknown_relay_scheme_is_refused():
+    with pytest.raises(SettingError, match="smtp\\+starttls://"):
+        parse_relay("http://mail.example.com")

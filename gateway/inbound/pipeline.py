@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from gateway.config import Settings
 from gateway.inbound.authorise import authorise, check_dkim, note_signers
+from gateway.inbound.bounce import bounce
 from gateway.inbound.classify import classify
 from gateway.inbound.context import Context
 from gateway.inbound.dedupe import dedupe
@@ -89,6 +90,7 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("dedupe", dedupe),
     ("signers", note_signers),
     ("thread", thread),
+    ("bounce", bounce),
     ("gate", gate),
     ("forward", forward_step),
     ("authorise", authorise),

@@ -1,17 +1,29 @@
-"""Queues a templated mail in the outbox, inside the caller's transaction."""
+"""Queues a templated mail in the outbox, inside the caller's transaction.
+
+Every mail is rendered, DKIM-signed and stored as the exact bytes the relay will get; its
+envelope sender names it (VERP) so a bounce maps back. Automatic mail (confirmations,
+notifications, fresh links) to one address is capped per hour: whatever loop an
+auto-responder builds with us, it runs dry after a few mails.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from datetime import timedelta
 
 from sqlmodel import Session
 
 from gateway.config import Settings
 from gateway.outbound.compose import compose, new_message_id
+from gateway.outbound.dkim_sign import sign
 from gateway.outbound.render import Brand, render
+from gateway.outbound.verp import return_path
 from gateway.tokens import loop_marker, reply_address, tracking_token
 from storage.models import OutboundMessage, Ticket, Workspace
 from storage.store import Store
+
+log = logging.getLogger("workestra.outbox")
 
 
 class Mailer:
@@ -51,7 +63,14 @@ class Mailer:
         in_reply_to: str | None = None,
         references: list[str] | None = None,
         automatic: bool = True,
-    ) -> OutboundMessage:
+        agent_id: int | None = None,
+    ) -> OutboundMessage | None:
+        """The queued row, or None when the hourly cap on automatic mail holds it back."""
+        to_address = to_address.strip().lower()
+        if automatic and self.over_cap(s, to_address):
+            log.warning("not sending %s to %s: %d automatic mails in the last hour already",
+                        kind, to_address, self.settings.auto_mail_per_hour)
+            return None
         sender = self.sender_address(s, ws)
         domain = sender.rpartition("@")[2]
         message_id = new_message_id(domain)
@@ -71,8 +90,27 @@ class Mailer:
             references=references,
             automatic=automatic,
         )
+        raw = self.sign(ws, sender, msg.as_bytes(policy=msg.policy.clone(linesep="\r\n")))
         row = OutboundMessage(
             workspace_id=ws.id, ticket_id=ticket.id if ticket else None, kind=kind,  # type: ignore[arg-type]
-            message_id=message_id, mail_from=sender, rcpt_to=to_address, raw=msg.as_bytes())
+            agent_id=agent_id, automatic=automatic, message_id=message_id, mail_from=sender,
+            rcpt_to=to_address, raw=raw)
         s.add(row)
+        s.flush()  # the id names the envelope sender
+        row.mail_from = return_path(self.settings.secret_key, sender, row.id)  # type: ignore[arg-type]
         return row
+
+    def over_cap(self, s: Session, to_address: str) -> bool:
+        sent = self.store.automatic_mail_count(s, to_address, timedelta(hours=1))
+        return sent >= self.settings.auto_mail_per_hour
+
+    def sign(self, ws: Workspace, sender: str, raw: bytes) -> bytes:
+        """With the workspace's key for its own domain; else the gateway's; else unsigned."""
+        if ws.dkim_private_key and ws.dkim_selector:
+            return sign(raw, selector=ws.dkim_selector, domain=sender.rpartition("@")[2],
+                        private_pem=ws.dkim_private_key)
+        key = self.settings.dkim
+        if key is not None:
+            return sign(raw, selector=key.selector, domain=key.domain,
+                        private_pem=key.private_pem)
+        return raw

@@ -62,7 +62,7 @@ class OutboxWorker:
         name = f"{m.id:08d}-{m.kind.replace('/', '-')}"
         try:
             try:
-                await self.transport.send(m.raw, m.mail_from, [m.rcpt_to], name)
+                answer = await self.transport.send(m.raw, m.mail_from, [m.rcpt_to], name)
             except DeliveryError:
                 raise
             except Exception as e:  # a full disk, a bug: retry with backoff, never silently
@@ -74,5 +74,5 @@ class OutboxWorker:
                         " permanently" if final else "", e)
             await asyncio.to_thread(self.store.outbound_retry, m.id, str(e), at, final=final)
             return
-        await asyncio.to_thread(self.store.outbound_sent, m.id)
+        await asyncio.to_thread(self.store.outbound_sent, m.id, str(answer or "")[:500])
         log.info("outbox %s sent to %s (%s)", m.id, m.rcpt_to, m.kind)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import tempfile
 from pathlib import Path
 from typing import Protocol
@@ -22,7 +23,9 @@ class DeliveryError(Exception):
 
 
 class Transport(Protocol):
-    async def send(self, raw: bytes, sender: str, recipients: list[str], name: str) -> None: ...
+    async def send(self, raw: bytes, sender: str, recipients: list[str], name: str) -> str:
+        """Hands the mail over; returns what the other side said, for the attempt record."""
+        ...
 
 
 class SmtpRelay:
@@ -32,11 +35,20 @@ class SmtpRelay:
         self.relay = relay
         self.timeout = timeout
 
-    async def send(self, raw: bytes, sender: str, recipients: list[str], name: str) -> None:
+    def _tls(self) -> dict:
+        r = self.relay
+        options: dict = {"start_tls": r.security == "starttls", "use_tls": r.security == "tls"}
+        if r.security != "none" and r.ca_file:
+            options["tls_context"] = ssl.create_default_context(cafile=r.ca_file)
+        if r.username:
+            options.update(username=r.username, password=r.password or "")
+        return options
+
+    async def send(self, raw: bytes, sender: str, recipients: list[str], name: str) -> str:
         try:
-            errors, _ = await aiosmtplib.send(
+            errors, answer = await aiosmtplib.send(
                 raw, sender=sender, recipients=recipients, hostname=self.relay.host,
-                port=self.relay.port, timeout=self.timeout, start_tls=False, use_tls=False)
+                port=self.relay.port, timeout=self.timeout, **self._tls())
         except aiosmtplib.SMTPResponseException as e:
             raise DeliveryError(f"{e.code} {e.message}", permanent=500 <= e.code < 600) from e
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as e:
@@ -44,6 +56,7 @@ class SmtpRelay:
         if errors:  # some recipients refused (aiosmtplib raises only when all are)
             code, message = next(iter(errors.values()))
             raise DeliveryError(f"{code} {message}", permanent=500 <= code < 600)
+        return answer
 
 
 class SentDirectory:
@@ -53,8 +66,9 @@ class SentDirectory:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
 
-    async def send(self, raw: bytes, sender: str, recipients: list[str], name: str) -> None:
+    async def send(self, raw: bytes, sender: str, recipients: list[str], name: str) -> str:
         await asyncio.to_thread(self._write, raw, name)
+        return f"written to {self.root / name}.eml"
 
     def _write(self, raw: bytes, name: str) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")

@@ -1,0 +1,48 @@
+"""`workestra dkim generate SLUG --selector s1`: a workspace signing key and its DNS record."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gateway import dkim_keys
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from gateway.cli import _settings
+    from gateway.services import build_services
+
+    services = build_services(_settings(args))
+    try:
+        with services.store.tx() as s:
+            ws = services.store.workspace_by_slug(args.slug, s=s)
+            if ws is None:
+                print(f"workestra: no workspace {args.slug!r}", file=sys.stderr)
+                return 1
+            sender = services.mailer.sender_address(s, ws)
+            domain = sender.rpartition("@")[2]
+            if ws.dkim_private_key and ws.dkim_selector == args.selector and not args.rotate:
+                txt = dkim_keys.public_txt(ws.dkim_private_key)
+                note = "the workspace already has this key (--rotate replaces it)"
+            else:
+                pair = dkim_keys.generate()
+                ws.dkim_selector, ws.dkim_private_key = args.selector, pair.private_pem
+                s.add(ws)
+                txt = pair.txt_value()
+                note = f"mail from {sender} is signed with it from now on"
+    finally:
+        services.close()
+    print(f"DKIM key for {args.slug} ({note}). Publish this DNS TXT record:")
+    print(f'{dkim_keys.record_name(args.selector, domain)}. IN TXT "{txt}"')
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    dkim = sub.add_parser("dkim", help="DKIM signing keys")
+    verbs = dkim.add_subparsers(dest="verb", required=True)
+    gen = verbs.add_parser("generate", help="make a workspace's key pair, print its DNS record")
+    gen.add_argument("slug")
+    gen.add_argument("--selector", default="s1", help="DNS selector (default s1)")
+    gen.add_argument("--rotate", action="store_true", help="replace an existing key")
+    gen.add_argument("--data-dir")
+    gen.set_defaults(func=cmd_generate)

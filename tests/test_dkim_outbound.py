@@ -1,0 +1,111 @@
+"""Outbound DKIM: `workestra dkim generate` prints a record that verifies the mail we send."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import dkim
+import pytest
+
+from gateway.config import DkimKey
+from gateway.dkim_keys import generate
+from tests.conftest import Zone, customer_mail, make_settings
+from tests.test_pipeline import deliver
+
+
+def published(output: str) -> tuple[str, str]:
+    """The record name and TXT value from what the command printed."""
+    m = re.search(r'^(\S+)\. IN TXT "(v=DKIM1;[^"]+)"$', output, re.MULTILINE)
+    assert m, output
+    return m.group(1), m.group(2)
+
+
+def zone_with(name: str, value: str) -> Zone:
+    zone = Zone()
+    zone.publish(name, value)
+    return zone
+
+
+def signature_tags(raw: bytes) -> dict[str, str]:
+    header = raw.split(b"\r\n\r\n", 1)[0].decode()
+    value = re.search(r"^DKIM-Signature:(.*?)(?=^\S)", header + "\r\nX: end", re.M | re.S)
+    assert value, header
+    return {k.strip(): "".join(v.split()) for k, v in
+            (t.split("=", 1) for t in value.group(1).split(";") if "=" in t)}
+
+
+def test_generated_key_signs_the_next_confirmation_over_smtp(gateway, sink):
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway", "dkim", "generate", "acme", "--selector", "s1"],
+        env=gateway.env, capture_output=True, text=True, timeout=60, check=True).stdout
+    name, txt = published(out)
+    assert name == "s1._domainkey.acme.test"
+
+    gateway.send(customer_mail("Printer is on fire", "Room 4."), "jane@customer.test",
+                 ["support@acme.test"])
+    conf = sink.wait_for(lambda m: "jane@customer.test" in str(m["To"]))
+    raw = sink.raw_of(conf)
+    assert dkim.verify(raw, dnsfunc=zone_with(name, txt))
+
+    tags = signature_tags(raw)
+    assert tags["d"] == "acme.test" and tags["s"] == "s1" and "l" not in tags  # whole body
+    signed = set(tags["h"].lower().split(":"))
+    assert {"from", "to", "subject", "date", "message-id", "reply-to",
+            "in-reply-to", "references", "auto-submitted"} <= signed
+    # What a receiver would see changed in transit no longer verifies.
+    body_changed = raw.replace(b"Room 4", b"Room 5") if b"Room 4" in raw else raw + b"x\r\n"
+    assert not dkim.verify(body_changed, dnsfunc=zone_with(name, txt))
+    assert not dkim.verify(raw.replace(b"Printer is on fire", b"Printer is fine", 1),
+                           dnsfunc=zone_with(name, txt))
+
+
+def test_generate_twice_keeps_the_key_unless_rotated(tmp_path, services):
+    from gateway.cli import main
+
+    env_dir = str(services.settings.data_dir)
+    runs = []
+    for extra in ([], [], ["--rotate"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "gateway", "dkim", "generate", "acme", "--selector", "s1",
+             "--data-dir", env_dir, *extra],
+            env={"DATABASE_URL": services.settings.database_url, "PATH": "/usr/bin:/bin",
+                 "WORKESTRA_SECRET_KEY": services.settings.secret_key},
+            capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        runs.append(published(proc.stdout)[1])
+    assert runs[0] == runs[1] != runs[2]
+    assert main(["dkim", "generate", "nope", "--data-dir", env_dir]) == 1
+
+
+def test_workspaces_without_a_key_are_signed_with_the_gateways(tmp_path, database_url):
+    from gateway.demo import seed_demo
+    from gateway.services import build_services
+
+    pair = generate()
+    settings = make_settings(tmp_path, database_url,
+                             dkim=DkimKey("mail.gateway.test", "gw", pair.private_pem))
+    svc = build_services(settings)
+    try:
+        seed_demo(svc.store)
+        row = deliver(svc, customer_mail("Hello", "Is anyone there?"))
+        conf = next(m for m in svc.store.outbox(ticket_id=row.ticket_id)
+                    if m.kind == "customer/ticket_received")
+        zone = zone_with("gw._domainkey.mail.gateway.test", pair.txt_value())
+        assert dkim.verify(conf.raw, dnsfunc=zone)
+        assert signature_tags(conf.raw)["d"] == "mail.gateway.test"
+    finally:
+        svc.close()
+
+
+@pytest.mark.parametrize("env", [
+    {"WORKESTRA_DKIM_DOMAIN": "x.test"},
+    {"WORKESTRA_DKIM_DOMAIN": "x.test", "WORKESTRA_DKIM_SELECTOR": "s",
+     "WORKESTRA_DKIM_KEY_FILE": "/nonexistent"},
+])
+def test_a_half_configured_gateway_key_is_a_clear_error(tmp_path, env):
+    from gateway.config import SettingError, load_settings
+
+    with pytest.raises(SettingError, match="WORKESTRA_DKIM"):
+        load_settings(env, data_dir=str(tmp_path))
