@@ -73,8 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(func=cmd_migrate)
 
     from gateway import dkim_cli
+    from gateway.outbound import preview
 
     dkim_cli.register(sub)
+    preview.register(sub)
     return parser
 
 

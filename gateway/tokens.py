@@ -1,36 +1,63 @@
-"""Signed tokens: the customer's tracking link and the ticket tag in our reply address."""
+"""Signed tokens: the customer's tracking link, the CSAT feedback link and the reply-address tag."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import re
+import time
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 TRACKING_MAX_AGE = 30 * 24 * 3600
 _TRACKING_SALT = "workestra.tracking.v1"
+FEEDBACK_MAX_AGE = 7 * 24 * 3600
+_FEEDBACK_SALT = "workestra.feedback.v1"  # not the tracking salt: neither token opens the other
 _REPLY_TAG = re.compile(r"^t(\d+)-([0-9a-f]{20})$")
+
+
+def _dump(salt: str, secret: str, ticket_id: int, email: str) -> str:
+    return URLSafeTimedSerializer(secret, salt=salt).dumps([ticket_id, email.lower()])
+
+
+def _load(salt: str, secret: str, token: str, max_age: int, now: float | None
+          ) -> tuple[int, str] | None:
+    """(ticket id, email) when the signature and age check out; `now` lets tests move the clock."""
+    s = URLSafeTimedSerializer(secret, salt=salt)
+    try:
+        value, signed_at = s.loads(token, return_timestamp=True)
+    except (BadSignature, ValueError, TypeError):
+        return None
+    age = (time.time() if now is None else now) - signed_at.timestamp()
+    if age > max_age or age < -60:  # a token from the future is forged or the clock is wrong
+        return None
+    if (not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], int)
+            or isinstance(value[0], bool) or not isinstance(value[1], str)):
+        return None
+    return value[0], value[1]
 
 
 def tracking_token(secret: str, ticket_id: int, email: str) -> str:
     """A link token bound to one ticket and its customer's address (30 days)."""
-    s = URLSafeTimedSerializer(secret, salt=_TRACKING_SALT)
-    return s.dumps([ticket_id, email.lower()])
+    return _dump(_TRACKING_SALT, secret, ticket_id, email)
 
 
-def read_tracking_token(secret: str, token: str, *, max_age: int = TRACKING_MAX_AGE
-                        ) -> tuple[int, str] | None:
+def read_tracking_token(secret: str, token: str, *, max_age: int = TRACKING_MAX_AGE,
+                        now: float | None = None) -> tuple[int, str] | None:
     """(ticket id, email) from a valid token; None when forged, malformed or expired."""
-    s = URLSafeTimedSerializer(secret, salt=_TRACKING_SALT)
-    try:
-        value = s.loads(token, max_age=max_age)
-    except (BadSignature, ValueError, TypeError):
-        return None
-    if (not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], int)
-            or not isinstance(value[1], str)):
-        return None
-    return value[0], value[1]
+    return _load(_TRACKING_SALT, secret, token, max_age, now)
+
+
+def feedback_token(secret: str, ticket_id: int, email: str) -> str:
+    """The "Rate Your Experience" link token for one resolved ticket and its customer (7 days)."""
+    return _dump(_FEEDBACK_SALT, secret, ticket_id, email)
+
+
+def read_feedback_token(secret: str, token: str, *, max_age: int = FEEDBACK_MAX_AGE,
+                        now: float | None = None) -> tuple[int, str] | None:
+    """(ticket id, email) from a valid feedback token; None when forged, expired or a tracking
+    token (which must not let anyone rate a ticket, nor a feedback token open one)."""
+    return _load(_FEEDBACK_SALT, secret, token, max_age, now)
 
 
 def _reply_mac(secret: str, ticket_id: int) -> str:

@@ -124,3 +124,125 @@ def test_without_a_relay_mail_is_written_to_the_sent_folder(services, tmp_path):
 def test_backoff_doubles_and_is_capped():
     assert [backoff(n).total_seconds() for n in (1, 2, 3)] == [5, 10, 20]
     assert backoff(30) == timedelta(minutes=10)
+
+
+def test_each_attempt_is_recorded_with_what_the_relay_said(services):
+    _queue_one(services)
+    relay = FlakyRelay(refuse=1, code="421 4.7.0 Busy, come back later")
+    port = free_port()
+    with relay_on(port, relay):
+        asyncio.run(_drain(_worker(services, port), 2.0))
+    first = services.store.outbox()[0]
+    attempts = services.store.delivery_attempts(first.id)
+    assert [a.result for a in attempts] == ["retry", "sent"]
+    assert "421" in attempts[0].detail and attempts[1].detail  # the relay's 250 answer
+
+
+# -- many workers, one queue ------------------------------------------------------------------
+
+class CountingRelay(FlakyRelay):
+    """Accepts everything, slowly enough that two workers overlap."""
+
+    async def handle_DATA(self, server, session, envelope):
+        await asyncio.sleep(0.005)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_two_workers_on_one_queue_send_each_mail_exactly_once(services):
+    from gateway.services import build_services
+
+    ws = services.store.workspace_by_slug("acme")
+    queued = _queue_one(services)
+    ticket = services.store.tickets(ws.id)[0]
+    with services.store.tx() as s:
+        for i in range(150 - queued):
+            services.mailer.queue(s, ws, kind="customer/tracking_link", to_name=f"C{i}",
+                                  to_address=f"c{i}@customer.test", ticket=ticket, context={
+                                      "customer_name": f"C{i}", "tracking_url": "http://x/"})
+    other = build_services(services.settings, migrate=False)  # its own engine and connections
+    relay = CountingRelay(refuse=0, code="")
+    port = free_port()
+
+    async def both() -> None:
+        a, b = _worker(services, port), _worker(other, port)
+        await asyncio.gather(_drain(a, 4.0), _drain(b, 4.0))
+
+    try:
+        with relay_on(port, relay):
+            asyncio.run(both())
+    finally:
+        other.close()
+    ids = [email.message_from_bytes(raw, policy=email.policy.default)["Message-ID"]
+           for raw in relay.accepted]
+    assert len(ids) == len(set(ids)) == 150
+    rows = services.store.outbox()
+    assert all(r.state == "sent" and r.attempts == 1 for r in rows)
+
+
+# -- a relay that wants TLS and a login -------------------------------------------------------
+
+def _self_signed(tmp_path) -> tuple[str, str]:
+    from datetime import UTC, datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=1)).not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]), False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "relay.pem", tmp_path / "relay.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("password, delivered", [("s3cret", True), ("wrong", False)])
+def test_starttls_and_login_to_the_relay(services, tmp_path, password, delivered):
+    import ssl
+
+    from aiosmtpd.smtp import AuthResult
+
+    from gateway.config import parse_relay
+
+    cert, key = _self_signed(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    logins: list[tuple[str, bool]] = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        ok = (auth_data.login, auth_data.password) == (b"bot", b"s3cret")
+        logins.append((auth_data.login.decode(), session.ssl is not None))
+        return AuthResult(success=ok)
+
+    queued = _queue_one(services)
+    relay = FlakyRelay(refuse=0, code="")
+    port = free_port()
+    controller = Controller(relay, hostname="127.0.0.1", port=port, tls_context=tls,
+                            require_starttls=True, auth_required=True,
+                            authenticator=authenticator)
+    controller.start()
+    try:
+        url = f"smtp+starttls://bot:{password}@127.0.0.1:{port}?ca={cert}"
+        worker = OutboxWorker(services.store, SmtpRelay(parse_relay(url), timeout=5),
+                              backoff_base=0.1)
+        asyncio.run(_drain(worker, 1.0))
+    finally:
+        controller.stop()
+    assert logins and all(user == "bot" and over_tls for user, over_tls in logins)
+    rows = services.store.outbox()
+    if delivered:
+        assert len(relay.accepted) == queued and all(r.state == "sent" for r in rows)
+    else:  # a wrong password keeps mail queued for when the setting is fixed
+        assert not relay.accepted and all(r.state == "queued" for r in rows)
+        assert all(r.attempts >= 1 and r.last_error for r in rows)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.inbound.dkim_verify import DnsTxt
-
 from sqlmodel import Session
 
 from gateway.config import Settings
+from gateway.inbound.dkim_verify import DnsTxt
 from gateway.intake import Intake
 from storage.store import Store
 

@@ -17,9 +17,9 @@ from sqlmodel import Session
 from gateway.config import Settings
 from gateway.outbound.compose import compose, new_message_id
 from gateway.outbound.dkim_sign import sign
-from gateway.outbound.render import Brand, render
+from gateway.outbound.render import Brand, override_root, render
 from gateway.outbound.verp import return_path
-from gateway.tokens import loop_marker, reply_address, tracking_token
+from gateway.tokens import feedback_token, loop_marker, reply_address, tracking_token
 from storage.models import OutboundMessage, Ticket, Workspace
 from storage.store import Store
 
@@ -50,6 +50,11 @@ class Mailer:
         token = tracking_token(self.settings.secret_key, ticket.id, email)  # type: ignore[arg-type]
         return f"{self.settings.public_url}/portal/{ws.slug}/tickets/{ticket.reference}?t={token}"
 
+    def feedback_url(self, ws: Workspace, ticket: Ticket, email: str) -> str:
+        """The CSAT link in the resolved mail: its own token, valid for 7 days."""
+        token = feedback_token(self.settings.secret_key, ticket.id, email)  # type: ignore[arg-type]
+        return f"{self.settings.public_url}/portal/{ws.slug}/feedback?t={token}"
+
     def queue(
         self,
         s: Session,
@@ -77,7 +82,8 @@ class Mailer:
         ctx = {"brand": Brand.of(ws, self.settings.public_url), "ticket": ticket,
                "reference": ticket.reference if ticket else None, **context}
         msg = compose(
-            render(kind, ctx),
+            render(kind, ctx, override_root=override_root(self.settings.data_dir),
+                   workspace=ws.slug),
             from_name=ws.display_name,
             from_address=sender,
             to_name=to_name,

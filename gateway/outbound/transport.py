@@ -49,6 +49,10 @@ class SmtpRelay:
             errors, answer = await aiosmtplib.send(
                 raw, sender=sender, recipients=recipients, hostname=self.relay.host,
                 port=self.relay.port, timeout=self.timeout, **self._tls())
+        except aiosmtplib.SMTPAuthenticationError as e:
+            # Our credentials, not the mail: keep it queued until someone fixes the setting.
+            raise DeliveryError(f"relay refused our login: {e.code} {e.message}",
+                                permanent=False) from e
         except aiosmtplib.SMTPResponseException as e:
             raise DeliveryError(f"{e.code} {e.message}", permanent=500 <= e.code < 600) from e
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as e:
