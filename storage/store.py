@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, func, text, update
@@ -26,6 +27,16 @@ from storage.models import (
     Workspace,
     utcnow,
 )
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What one delivery attempt came to: sent, retry (at retry_at) or failed for good."""
+
+    outbound_id: int
+    result: str
+    detail: str
+    retry_at: datetime | None = None
 
 
 def normalise_address(address: str) -> str:
@@ -303,18 +314,19 @@ class Store:
                 s.add(row)
             return rows
 
-    def outbound_sent(self, outbound_id: int, detail: str = "") -> None:
+    def record_deliveries(self, results: Iterable[Delivery]) -> None:
+        """Each attempt's result, and the mail's new state, for a whole batch in one commit."""
         with self.tx() as s:
-            s.exec(update(OutboundMessage).where(OutboundMessage.id == outbound_id)
-                   .values(state="sent", sent_at=utcnow(), last_error=None))
-            s.add(DeliveryAttempt(outbound_id=outbound_id, result="sent", detail=detail))
-
-    def outbound_retry(self, outbound_id: int, error: str, at: datetime, *, final: bool) -> None:
-        with self.tx() as s:
-            s.exec(update(OutboundMessage).where(OutboundMessage.id == outbound_id).values(
-                state="failed" if final else "queued", next_attempt_at=at, last_error=error))
-            s.add(DeliveryAttempt(outbound_id=outbound_id, result="failed" if final else "retry",
-                                  detail=error[:2000]))
+            for r in results:
+                if r.result == "sent":
+                    values = {"state": "sent", "sent_at": utcnow(), "last_error": None}
+                else:
+                    values = {"state": "failed" if r.result == "failed" else "queued",
+                              "next_attempt_at": r.retry_at, "last_error": r.detail}
+                s.exec(update(OutboundMessage).where(OutboundMessage.id == r.outbound_id)
+                       .values(**values))
+                s.add(DeliveryAttempt(outbound_id=r.outbound_id, result=r.result,
+                                      detail=r.detail[:2000]))
 
     def outbox(self, workspace_id: int | None = None,
                ticket_id: int | None = None) -> list[OutboundMessage]:

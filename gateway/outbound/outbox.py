@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from gateway.outbound.transport import DeliveryError, Transport
 from storage.models import OutboundMessage, utcnow
-from storage.store import Store
+from storage.store import Delivery, Store
 
 log = logging.getLogger("workestra.outbox")
 
@@ -51,14 +51,18 @@ class OutboxWorker:
             stopper.cancel()
 
     async def deliver_due(self) -> int:
-        """Deliver what is due now; returns how many were attempted."""
+        """Deliver what is due now; returns how many were attempted.
+
+        The batch's results are recorded in one transaction: one commit, not one per mail.
+        """
         batch = await asyncio.to_thread(self.store.claim_outbound)
         if not batch:
             return 0
-        await asyncio.gather(*(self._deliver(m) for m in batch))
+        results = await asyncio.gather(*(self._deliver(m) for m in batch))
+        await asyncio.to_thread(self.store.record_deliveries, results)
         return len(batch)
 
-    async def _deliver(self, m: OutboundMessage) -> None:
+    async def _deliver(self, m: OutboundMessage) -> Delivery:
         name = f"{m.id:08d}-{m.kind.replace('/', '-')}"
         try:
             try:
@@ -69,10 +73,9 @@ class OutboxWorker:
                 raise DeliveryError(f"{type(e).__name__}: {e}", permanent=False) from e
         except DeliveryError as e:
             final = e.permanent or m.attempts >= self.max_attempts
-            at = utcnow() + backoff(m.attempts, self.backoff_base)
             log.warning("outbox %s to %s attempt %s failed%s: %s", m.id, m.rcpt_to, m.attempts,
                         " permanently" if final else "", e)
-            await asyncio.to_thread(self.store.outbound_retry, m.id, str(e), at, final=final)
-            return
-        await asyncio.to_thread(self.store.outbound_sent, m.id, str(answer or "")[:500])
+            return Delivery(m.id, "failed" if final else "retry", str(e),  # type: ignore[arg-type]
+                            utcnow() + backoff(m.attempts, self.backoff_base))
         log.info("outbox %s sent to %s (%s)", m.id, m.rcpt_to, m.kind)
+        return Delivery(m.id, "sent", str(answer or "")[:500])  # type: ignore[arg-type]
