@@ -55,7 +55,22 @@ def inspect_bytes(raw: bytes, settings: Settings, store: Store | None) -> dict:
         "sender_known": mail.known_sender,
         "held": mail.hold_reason,
         "defects": p.defects,
+        "decision": decision(mail, store is not None),
     }
+
+
+def decision(mail: InboundMail, with_store: bool) -> str:
+    """In one line, what the gateway would do with the message."""
+    if mail.classification != "normal":
+        return f"ignored: {mail.classification} ({', '.join(mail.rule_hits)})"
+    if with_store and mail.workspace_id is None:
+        return "ignored: not addressed to any support address"
+    if mail.thread.reference:
+        if mail.hold_reason:
+            return f"held as internal note on {mail.thread.reference}: {mail.hold_reason}"
+        return f"reply on {mail.thread.reference} (by {mail.thread.method})"
+    who = mail.original_sender or mail.sender or (mail.parsed.from_ if mail.parsed else None)
+    return f"new ticket for {who.address if who else 'an unknown sender'}"
 
 
 def inspect_files(paths: list[str], settings: Settings) -> list[dict]:

@@ -42,7 +42,9 @@ def test_inspect_reports_every_decision_without_storing(tmp_path):
         "sha256": hashlib.sha256(b"%PDF-1.4 tiny").hexdigest(), "inline": False}]
     assert first["classification"] == "normal" and first["original_sender"] is None
     assert first["thread"]["method"] == "subject" and first["thread"]["ticket"] == "TKT-0042"
+    assert first["decision"] == "reply on TKT-0042 (by subject)" and first["dkim"] == "none"
     assert second["classification"] == "auto_reply"
+    assert second["decision"].startswith("ignored: auto_reply (")
     assert not (tmp_path / "d" / "workestra.db").exists()  # nothing stored
 
 
