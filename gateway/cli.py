@@ -1,4 +1,4 @@
-"""The `workestra` command: serve, inspect, migrate, dkim."""
+"""The `workestra` command: serve, inspect, migrate, and the keys, inboxes and mail tools."""
 
 from __future__ import annotations
 
@@ -72,10 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--data-dir")
     migrate.set_defaults(func=cmd_migrate)
 
-    from gateway import dkim_cli
+    from gateway import accounts_cli, dkim_cli
+    from gateway.inbound import imap_cli
     from gateway.outbound import preview
 
+    accounts_cli.register(sub)
     dkim_cli.register(sub)
+    imap_cli.register(sub)
     preview.register(sub)
     return parser
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session
 
+from gateway.assignment import next_assignee
 from gateway.outbound.mailer import Mailer
 from gateway.sentiment import sentiment
 from storage.blobs import BlobStore
@@ -97,17 +98,8 @@ class Intake:
         return ticket
 
     def _next_assignee(self, s: Session, ws: Workspace) -> Agent | None:
-        """Round robin over available agents; safe because the caller holds the workspace lock."""
-        if ws.assignment_mode == "off":
-            return None
-        agents = self.store.agents(s, ws.id, available_only=True)  # type: ignore[arg-type]
-        if not agents:
-            return None
-        last = ws.last_assigned_agent_id or 0
-        pick = next((a for a in agents if a.id > last), agents[0])  # type: ignore[operator]
-        ws.last_assigned_agent_id = pick.id
-        s.add(ws)
-        return pick
+        """The workspace's assignment mode decides (gateway/assignment.py), under its row lock."""
+        return next_assignee(s, ws.id)  # type: ignore[arg-type]
 
     def _confirm(self, s: Session, ws: Workspace, ticket: Ticket, contact: Contact,
                  chain: list[str]) -> None:

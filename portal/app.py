@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gateway.services import Services
-from portal import home, tracking
+from portal import api_agent, home, tracking
 from portal.pages import not_found
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -22,7 +23,18 @@ async def healthz(request: Request) -> Response:
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": "no such path"}, status_code=404)
     return not_found(request)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """API clients get JSON errors (405 and the like); pages keep Starlette's plain text."""
+    assert isinstance(exc, HTTPException)
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code,
+                            headers=exc.headers)
+    return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
 
 
 def create_app(services: Services) -> Starlette:
@@ -31,9 +43,10 @@ def create_app(services: Services) -> Starlette:
             Route("/healthz", healthz),
             *home.routes,
             *tracking.routes,
+            *api_agent.routes,
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
-        exception_handlers={404: _not_found},
+        exception_handlers={404: _not_found, HTTPException: _http_error},
     )
     app.state.services = services
     return app
