@@ -67,10 +67,13 @@ def authorise(mail: InboundMail, ctx: Context) -> None:
     if ctx.s is not None:
         allowed |= {p.email for p in ctx.store.participants(ctx.s, ticket.id)}  # type: ignore[arg-type]
     sender = mail.sender.address.lower()
-    mail.known_sender = sender in allowed
+    agent = ctx.store.agent_by_email(ctx.s, ticket.workspace_id, sender) if ctx.s else None
+    mail.agent_id = agent.id if agent is not None else None  # answering from their mail client
+    mail.known_sender = sender in allowed or agent is not None
     vouched, dkim_hold = dkim_verdict(mail, ctx)
     if not mail.known_sender:
-        mail.hold_reason = f"{sender} is not the customer or a participant of {ticket.reference}"
+        mail.hold_reason = (f"{sender} is not the customer, a participant or an agent of "
+                            f"{ticket.reference}")
     elif dkim_hold:
         mail.hold_reason = dkim_hold
     elif mail.thread.method == "subject" and not vouched and not envelope_agrees(mail):

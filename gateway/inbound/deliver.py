@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from gateway.agent_actions import AgentActions
 from gateway.inbound.context import Context
 from gateway.inbound.mail import Address, InboundMail, Stop
 from gateway.intake import NewFile, Person, TicketRequest
-from storage.models import Ticket
+from storage.models import Agent, Ticket
 from storage.store import normalise_address
 
 
@@ -33,6 +34,9 @@ def _reply(mail: InboundMail, ctx: Context, ticket: Ticket) -> None:
     if not mail.reply_text.strip() and not files:
         raise Stop("ignored", f"empty reply to {ticket.reference}: nothing but quoted text")
     author = Person(mail.sender.name, mail.sender.address)
+    if mail.verified and mail.agent_id is not None:
+        _agent_reply(mail, ctx, ticket, files)
+        return
     if mail.verified:
         ctx.intake.add_customer_reply(ctx.s, ticket, author, mail.reply_text, files=files,
                                       inbound_message_id=mail.inbound_id)
@@ -43,6 +47,26 @@ def _reply(mail: InboundMail, ctx: Context, ticket: Ticket) -> None:
                               inbound_message_id=mail.inbound_id)
         mail.reason = f"held as internal note on {ticket.reference}: {mail.hold_reason}"
     mail.outcome = "comment"
+
+
+INTERNAL_MARK = "#internal"
+
+
+def _agent_reply(mail: InboundMail, ctx: Context, ticket: Ticket, files: list[NewFile]) -> None:
+    """An agent answering from their own mail client: a public reply, or a note if the first
+    line says #internal."""
+    assert ctx.intake is not None and ctx.s is not None
+    agent = ctx.s.get(Agent, mail.agent_id)
+    lines = mail.reply_text.strip().splitlines()
+    internal = bool(lines) and lines[0].strip().lower() == INTERNAL_MARK
+    body = "\n".join(lines[1:] if internal else lines).strip()
+    if not body and not files:
+        raise Stop("ignored", f"empty {INTERNAL_MARK} reply to {ticket.reference}")
+    actions = AgentActions(ctx.intake.store, ctx.intake.blobs, ctx.intake.mailer)
+    actions.reply(ctx.s, ticket, agent, body, files=files, internal=internal)  # type: ignore[arg-type]
+    mail.outcome = "comment"
+    mail.reason = (f"{'internal note' if internal else 'agent reply'} by {agent.email} "  # type: ignore[union-attr]
+                   f"on {ticket.reference} ({mail.thread.method})")
 
 
 def _participants(mail: InboundMail, ctx: Context, customer: str) -> list[Address]:

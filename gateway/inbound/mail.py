@@ -26,27 +26,36 @@ class Address:
 
 @dataclass
 class AttachmentPart:
-    """One attached or inline file, bytes included, as it came in the mail."""
+    """One attached or inline file, bytes included, as it came in the mail.
+
+    content_type is what the bytes are (sniffed); declared_type is what the mail said, kept
+    because a mismatch (an executable sent as text/plain) is worth showing.
+    """
 
     filename: str
     content_type: str
     data: bytes
     sha256: str
     inline: bool = False
-    content_id: str | None = None
+    content_id: str | None = None   # without angle brackets, for cid: references
+    declared_type: str = ""
 
     @property
     def size(self) -> int:
         return len(self.data)
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        """For `inspect`: declared_type only appears when the mail said something else."""
+        out: dict[str, object] = {
             "filename": self.filename,
             "content_type": self.content_type,
             "size": self.size,
             "sha256": self.sha256,
             "inline": self.inline,
         }
+        if self.declared_type and self.declared_type != self.content_type:
+            out["declared_type"] = self.declared_type
+        return out
 
 
 @dataclass
@@ -66,6 +75,7 @@ class ParsedMail:
     attachments: list[AttachmentPart]
     headers: Message                # the parsed header block, for classification rules
     defects: list[str] = field(default_factory=list)
+    html_safe: str | None = None    # html through sanitise_html (cid: images kept): for agents
 
     def header(self, name: str) -> str:
         """One header's decoded value, "" when absent or unreadable."""
@@ -103,7 +113,8 @@ class InboundMail:
     original_sender: Address | None = None      # set for a forwarded customer mail
     thread: ThreadMatch = field(default_factory=lambda: ThreadMatch("none"))
     reply_text: str = ""
-    known_sender: bool = False                  # From is the ticket's customer or a participant
+    known_sender: bool = False                  # From is the customer, a participant or an agent
+    agent_id: int | None = None                 # set when From is one of the workspace's agents
     verified: bool = False                      # ... and the evidence says it really is
     hold_reason: str | None = None
     dkim: DkimResult | None = None              # every signature's verdict, stored with the row
