@@ -23,6 +23,9 @@ BAD_CHARSET = (b"From: =?x-unknown?q?J=E9r=F4me?= <jerome@customer.test>\r\n"
 NUL_BYTES = (b"From: jane@customer.test\r\nTo: support@acme.test\r\nSubject: Nul\x00ls\r\n\r\n"
              b"Body with \x00 NUL \x00 bytes.\r\n")
 GARBAGE = b"\xff\xfe\x00\x01 not an email at all \x00\x00\r\n\r\n\x80\x81"
+GARBAGE_HEADER = (b"From: Jane <jane@customer.test>\r\n\x8f\xff not a header \x01\r\n"
+                  b"To: support@acme.test\r\nSubject: Garbled header block\r\n\r\n"
+                  b"Still readable.\r\n")
 
 CASES = {
     "no-from": (NO_FROM, "jane@customer.test"),
@@ -31,6 +34,7 @@ CASES = {
     "bad-charset": (BAD_CHARSET, "jerome@customer.test"),
     "nul-bytes": (NUL_BYTES, "jane@customer.test"),
     "garbage": (GARBAGE, "jane@customer.test"),
+    "garbage-header": (GARBAGE_HEADER, "jane@customer.test"),
 }
 
 
@@ -66,6 +70,10 @@ def test_malformed_mail_is_recorded_kept_and_never_stops_the_server(gateway):
         assert outcome["no-from-no-envelope"].outcome in ("failed", "ignored")
         assert outcome["broken-mime"].outcome == "new_ticket"
         assert outcome["bad-charset"].outcome == "new_ticket"
+        assert outcome["garbage-header"].outcome == "new_ticket"
+        garbled = svc.store.ticket(outcome["garbage-header"].ticket_id)
+        assert garbled.subject == "Garbled header block"
+        assert "Still readable." in garbled.description
         assert rows[-1].outcome == "new_ticket"
         ticket = svc.store.ticket(outcome["bad-charset"].ticket_id)
         assert "Caf" in ticket.description and "cr" in ticket.description

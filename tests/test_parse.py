@@ -176,9 +176,10 @@ def test_zammad_corpus_from_subject_attachments():
     share = hits / len(cases)
     # Known disagreements: mail016/019 (zammad falls back to Reply-To when From is missing),
     # mail018 (zammad leaves UTF-7 undecoded), mail064 (zammad's NFD mojibake), and names zammad
-    # invents for unnamed parts ("file", "image.jpg", deduplicated "...1.png").
+    # invents for unnamed parts ("file", "image.jpg", deduplicated "...1.png"); mail065, where
+    # zammad splits "=?iso-8859-1?Q?B=FCrling,=20Andreas?=" at its comma and we do not.
     print(f"zammad: {hits}/{len(cases)} = {share:.0%}; misses: {misses}")
-    assert share >= 0.80  # measured 87/106
+    assert share >= 0.80  # measured 86/106
 
 
 def _meets(mail, field: str, value: str) -> bool | None:

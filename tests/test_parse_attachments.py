@@ -1,0 +1,144 @@
+"""Attachments as they come: inline images, attached mails, winmail.dat, and types that lie."""
+
+from __future__ import annotations
+
+import base64
+import io
+import struct
+import zipfile
+from email import message_from_bytes
+
+from gateway.inbound.parse import parse
+
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 40
+PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj << /Type /Catalog >> endobj\n"
+EXE = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00" + b"\x00" * 48 + (
+    b"This program cannot be run in DOS mode.\r\r\n$")
+
+
+def _b64(data: bytes) -> str:
+    return base64.encodebytes(data).decode().replace("\n", "\r\n")
+
+
+def _mixed(*parts: str, ctype: str = "multipart/mixed") -> bytes:
+    body = "".join(f"--b\r\n{part}\r\n" for part in parts)
+    return (f"From: a@b.c\r\nSubject: files\r\nMIME-Version: 1.0\r\n"
+            f'Content-Type: {ctype}; boundary="b"\r\n\r\n{body}--b--\r\n').encode()
+
+
+def _file(ctype: str, data: bytes, headers: str = "") -> str:
+    return (f"Content-Type: {ctype}\r\n{headers}Content-Transfer-Encoding: base64\r\n\r\n"
+            f"{_b64(data)}")
+
+
+TEXT = "Content-Type: text/plain; charset=utf-8\r\n\r\nsee attached"
+
+
+def test_inline_cid_image_is_marked_inline_with_its_content_id():
+    html = ('Content-Type: text/html; charset=utf-8\r\n\r\n'
+            '<p>Our logo: <img src="cid:logo.png@01D9"></p>')
+    raw = _mixed(html, _file("image/png", PNG, "Content-ID: <logo.png@01D9>\r\n"),
+                 _file("image/png", PNG, 'Content-Disposition: attachment; filename="b.png"\r\n'),
+                 ctype="multipart/related")
+    mail = parse(raw)
+    inline, attached = mail.attachments
+    assert (inline.inline, inline.content_id, inline.data) == (True, "logo.png@01D9", PNG)
+    assert not attached.inline and attached.filename == "b.png"
+    assert 'src="cid:logo.png@01D9"' in (mail.html_safe or "")
+
+
+def test_image_with_inline_disposition_but_no_reference_is_still_inline():
+    raw = _mixed(TEXT, _file("image/png", PNG, "Content-Disposition: inline\r\n"))
+    [image] = parse(raw).attachments
+    assert image.inline and image.filename == "image.png"
+
+
+def test_attached_message_is_kept_as_eml_and_its_text_stays_out_of_the_body():
+    inner = (
+        "From: Old Customer <old@customer.test>\r\nSubject: Original complaint\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="in"\r\n\r\n'
+        "--in\r\nContent-Type: text/plain\r\n\r\nSECRET INNER TEXT\r\n--in\r\n"
+        + _file("application/pdf", PDF, 'Content-Disposition: attachment; filename="in.pdf"\r\n')
+        + "\r\n--in--\r\n"
+    )
+    raw = _mixed(TEXT, f"Content-Type: message/rfc822\r\n\r\n{inner}")
+    mail = parse(raw)
+    assert mail.text == "see attached" and "SECRET" not in mail.text
+    [eml] = mail.attachments  # the inner PDF travels inside the .eml, not beside it
+    assert (eml.filename, eml.content_type, eml.inline) == (
+        "Original complaint.eml", "message/rfc822", False)
+    again = message_from_bytes(eml.data)
+    assert again["Subject"] == "Original complaint" and b"SECRET INNER TEXT" in eml.data
+
+
+def _tnef_attribute(level: int, name: int, kind: int, data: bytes) -> bytes:
+    """One TNEF attribute (MS-OXTNEF 2.1.3.1): level, id, length, data, 16-bit checksum."""
+    header = struct.pack("<BHHI", level, name, kind, len(data))
+    return header + data + struct.pack("<H", sum(data) & 0xFFFF)
+
+
+def _winmail(files: list[tuple[str, bytes]]) -> bytes:
+    blob = struct.pack("<IH", 0x223E9F78, 1)
+    blob += _tnef_attribute(1, 0x9006, 0x0008, struct.pack("<I", 0x00010000))  # TNEF version
+    blob += _tnef_attribute(1, 0x9007, 0x0006, struct.pack("<II", 1252, 0))  # OEM code page
+    blob += _tnef_attribute(1, 0x8008, 0x0007, b"IPM.Microsoft Mail.Note\x00")
+    for name, data in files:
+        blob += _tnef_attribute(2, 0x9002, 0x0006, b"\x01\x00" + b"\xff" * 4 + b"\x00" * 8)
+        blob += _tnef_attribute(2, 0x8010, 0x0001, name.encode("cp1252") + b"\x00")
+        blob += _tnef_attribute(2, 0x800F, 0x0006, data)
+    return blob
+
+
+def test_winmail_dat_is_opened_into_its_files():
+    tnef = _winmail([("Übersicht.txt", b"Umsatz 2024: 42\r\n"), ("chart.png", PNG)])
+    raw = _mixed(TEXT, _file("application/ms-tnef", tnef,
+                             'Content-Disposition: attachment; filename="winmail.dat"\r\n'))
+    mail = parse(raw)
+    assert [(a.filename, a.content_type, a.data) for a in mail.attachments] == [
+        ("Übersicht.txt", "text/plain", b"Umsatz 2024: 42\r\n"),
+        ("chart.png", "image/png", PNG),
+    ]
+
+
+def test_winmail_dat_we_cannot_read_is_kept_as_it_came():
+    broken = struct.pack("<IH", 0x223E9F78, 1) + b"\x02\x10\x80\x01\x00\xff\xff\xff\x7f"
+    raw = _mixed(TEXT, _file("application/vnd.ms-tnef", broken,
+                             'Content-Disposition: attachment; filename="winmail.dat"\r\n'))
+    [kept] = parse(raw).attachments
+    assert kept.filename == "winmail.dat" and kept.data == broken
+
+
+def test_content_type_is_sniffed_and_the_declared_one_kept():
+    raw = _mixed(
+        TEXT,
+        _file("image/png", PDF, 'Content-Disposition: attachment; filename="scan.png"\r\n'),
+        _file("text/plain", EXE, 'Content-Disposition: attachment; filename="readme.txt"\r\n'),
+        _file("application/octet-stream", PNG,
+              'Content-Disposition: attachment; filename="photo"\r\n'),
+    )
+    pdf, exe, png = parse(raw).attachments
+    assert (pdf.content_type, pdf.declared_type) == ("application/pdf", "image/png")
+    assert (exe.content_type, exe.declared_type) == ("application/x-msdownload", "text/plain")
+    assert png.content_type == "image/png"
+    assert pdf.as_dict()["declared_type"] == "image/png"  # `inspect` shows the lie
+    assert "declared_type" not in parse(_mixed(TEXT, _file(
+        "application/pdf", PDF, "Content-Disposition: attachment\r\n"))).attachments[0].as_dict()
+
+
+def test_unnamed_executable_declared_as_text_is_a_file_not_body_text():
+    raw = _mixed(TEXT, _file("text/plain", EXE))
+    mail = parse(raw)
+    assert mail.text == "see attached" and "DOS mode" not in mail.text
+    [exe] = mail.attachments
+    assert exe.content_type == "application/x-msdownload" and exe.data == EXE
+
+
+def test_office_document_is_not_demoted_to_zip():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("[Content_Types].xml", "<Types/>")
+    docx = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    raw = _mixed(TEXT, _file(docx, buffer.getvalue(),
+                             'Content-Disposition: attachment; filename="a.docx"\r\n'))
+    [doc] = parse(raw).attachments
+    assert doc.content_type == docx
