@@ -41,6 +41,7 @@ class NewFile:
     content_type: str
     data: bytes
     inline: bool = False
+    content_id: str | None = None  # an inline image the HTML refers to as cid:...
 
 
 @dataclass
@@ -113,7 +114,7 @@ class Intake:
     # -- replies -------------------------------------------------------------------------------
 
     def add_customer_reply(self, s: Session, ticket: Ticket, author: Person, body: str, *,
-                           files: Sequence[NewFile] = (),
+                           files: Sequence[NewFile] = (), body_html: str | None = None,
                            inbound_message_id: int | None = None) -> Comment:
         """A reply from the ticket's customer or a participant: public, and it reopens."""
         reopened = ticket.status in REOPENED_BY_REPLY
@@ -123,7 +124,7 @@ class Intake:
         ticket.updated_at = utcnow()
         s.add(ticket)
         comment = Comment(ticket_id=ticket.id, author_kind="customer", author_name=author.name,
-                          author_email=author.email.lower(), body=body,
+                          author_email=author.email.lower(), body=body, body_html=body_html,
                           inbound_message_id=inbound_message_id)
         s.add(comment)
         s.flush()
@@ -132,12 +133,13 @@ class Intake:
         return comment
 
     def hold_reply(self, s: Session, ticket: Ticket, author: Person, body: str, reason: str, *,
-                   files: Sequence[NewFile] = (),
+                   files: Sequence[NewFile] = (), body_html: str | None = None,
                    inbound_message_id: int | None = None) -> Comment:
         """A reply we cannot attribute to the customer: kept as an internal note for an agent."""
         comment = Comment(ticket_id=ticket.id, author_kind="unverified", author_name=author.name,
                           author_email=author.email.lower(), body=body, internal=True,
-                          held_reason=reason, inbound_message_id=inbound_message_id)
+                          body_html=body_html, held_reason=reason,
+                          inbound_message_id=inbound_message_id)
         s.add(comment)
         s.flush()
         self._add_files(s, ticket, comment, files)
@@ -175,7 +177,7 @@ class Intake:
             digest = self.blobs.put(f.data)
             s.add(Attachment(ticket_id=ticket.id, comment_id=comment.id if comment else None,
                              filename=f.filename, content_type=f.content_type, size=len(f.data),
-                             sha256=digest, inline=f.inline))
+                             sha256=digest, inline=f.inline, content_id=f.content_id))
 
     def _notify_assignee(self, s: Session, ticket: Ticket, comment: Comment, *,
                          reopened: bool) -> None:

@@ -8,7 +8,7 @@ import pytest
 from sqlmodel import select
 
 from gateway.inbound.spool import Spool
-from storage.models import Comment, InboundMessage, OutboundMessage, Ticket
+from storage.models import Attachment, Comment, InboundMessage, OutboundMessage, Ticket
 from tests.conftest import customer_mail
 
 
@@ -252,3 +252,21 @@ def test_another_helpdesks_loop_header_is_not_ours(services):
                         X_Loop="workestra-0123456789abcdef")
     row = deliver(services, msg)
     assert (row.outcome, row.classification) == ("new_ticket", "normal")
+
+
+def test_html_reaches_agents_only_sanitised_with_inline_images_linked(services, ticket):
+    msg = reply_to(services, ticket.id, "See the photo.")
+    msg.add_alternative('<p onclick="steal()">See the photo.<script>alert(1)</script>'
+                        '<img src="cid:photo1"><img src="https://tracker.test/p.gif"></p>',
+                        subtype="html")
+    msg.get_payload()[1].add_related(b"\x89PNG\r\n\x1a\n" + b"\0" * 64, maintype="image",
+                                     subtype="png", cid="<photo1>", filename="photo.png")
+    row = deliver(services, msg)
+    assert row.outcome == "comment"
+    [comment] = services.store.public_comments(ticket.id)
+    html = comment.body_html
+    assert "See the photo." in html and 'src="cid:photo1"' in html
+    assert "<script" not in html and "onclick" not in html and "tracker.test" not in html
+    with services.store.read() as s:
+        [att] = s.exec(select(Attachment).where(Attachment.comment_id == comment.id)).all()
+    assert (att.inline, att.content_id, att.content_type) == (True, "photo1", "image/png")

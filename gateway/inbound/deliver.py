@@ -12,7 +12,12 @@ from storage.store import normalise_address
 
 def _files(mail: InboundMail) -> list[NewFile]:
     parts = mail.parsed.attachments if mail.parsed else []
-    return [NewFile(a.filename, a.content_type, a.data, a.inline) for a in parts]
+    return [NewFile(a.filename, a.content_type, a.data, a.inline, a.content_id) for a in parts]
+
+
+def _html(mail: InboundMail) -> str | None:
+    """The mail's HTML for agents, only ever as nh3 sanitised it at parse time."""
+    return mail.parsed.html_safe if mail.parsed else None
 
 
 def deliver(mail: InboundMail, ctx: Context) -> None:
@@ -39,12 +44,12 @@ def _reply(mail: InboundMail, ctx: Context, ticket: Ticket) -> None:
         return
     if mail.verified:
         ctx.intake.add_customer_reply(ctx.s, ticket, author, mail.reply_text, files=files,
-                                      inbound_message_id=mail.inbound_id)
+                                      body_html=_html(mail), inbound_message_id=mail.inbound_id)
         mail.reason = f"reply on {ticket.reference} ({mail.thread.method})"
     else:
         ctx.intake.hold_reply(ctx.s, ticket, author, mail.reply_text,
                               mail.hold_reason or "unverified sender", files=files,
-                              inbound_message_id=mail.inbound_id)
+                              body_html=_html(mail), inbound_message_id=mail.inbound_id)
         mail.reason = f"held as internal note on {ticket.reference}: {mail.hold_reason}"
     mail.outcome = "comment"
 
