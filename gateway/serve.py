@@ -16,6 +16,7 @@ import uvicorn
 
 from gateway.config import Settings
 from gateway.demo import seed_demo
+from gateway.inbound.imap import ImapPollers
 from gateway.inbound.processor import Processor
 from gateway.inbound.receive import ReceiveHandler, smtp_factory
 from gateway.inbound.spool import Spool
@@ -75,8 +76,8 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
     outbox = OutboxWorker(services.store, make_transport(settings),
                           max_attempts=settings.outbox_max_attempts)
     services.mailer.on_queued(outbox.wake)
-    handler = ReceiveHandler(services.store, Spool(services.store, services.blobs),
-                             processor.submit)
+    spool = Spool(services.store, services.blobs)  # SMTP and IMAP share one group commit
+    handler = ReceiveHandler(services.store, spool, processor.submit)
     smtp_socket = _listen(settings.host, settings.smtp_port, "SMTP")
     http_socket = _listen(settings.host, settings.http_port, "HTTP")
     smtp = await loop.create_server(
@@ -91,6 +92,8 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
         asyncio.create_task(processor.run(stop), name="inbound"),
         asyncio.create_task(outbox.run(stop), name="outbox"),
         asyncio.create_task(portal.serve(sockets=[http_socket]), name="portal"),
+        asyncio.create_task(ImapPollers(services, processor.submit, spool=spool).run(stop),
+                            name="imap"),
     ]
     while not portal.started and not tasks[2].done():
         await asyncio.sleep(0.02)
@@ -110,5 +113,6 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
     with contextlib.suppress(TimeoutError):  # 3.12+ waits for idle clients; do not hang
         await asyncio.wait_for(smtp.wait_closed(), 5)
     await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.to_thread(spool.close)
     services.close()
     log.info("stopped")

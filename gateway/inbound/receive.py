@@ -1,15 +1,19 @@
-"""The SMTP receiver: refuses unknown recipients at RCPT, spools at DATA, then answers 250."""
+"""The SMTP receiver: refuses unknown recipients at RCPT, spools at DATA, then answers 250.
+
+`250` is sent only after the spool's commit that holds the message returned.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from gateway.inbound.spool import Spool
-from storage.store import Store
+from storage.store import Store, normalise_address
 
 log = logging.getLogger("workestra.smtp")
 
@@ -17,27 +21,47 @@ log = logging.getLogger("workestra.smtp")
 class ReceiveHandler:
     """aiosmtpd hooks only; parsing and threading happen later, off the SMTP conversation."""
 
-    def __init__(self, store: Store, spool: Spool, on_spooled: Callable[[int], None]) -> None:
+    def __init__(self, store: Store, spool: Spool, on_spooled: Callable[[int], None], *,
+                 known_for: float = 10.0) -> None:
         self.store = store
         self.spool = spool
         self.on_spooled = on_spooled
+        self.known_for = known_for
+        self._known: dict[str, tuple[int, float]] = {}  # address -> (workspace id, until)
+
+    async def _workspace_id(self, address: str) -> int | None:
+        """The address's workspace; known ones are remembered briefly, so most RCPTs skip the
+        database. Unknown ones are always looked up: an address added a moment ago works."""
+        key = normalise_address(address)
+        now = time.monotonic()
+        known = self._known.get(key)
+        if known is not None and known[1] > now:
+            return known[0]
+        workspace = await asyncio.to_thread(self.store.workspace_for_address, key)
+        if workspace is None:
+            self._known.pop(key, None)
+            return None
+        if len(self._known) > 10_000:
+            self._known.clear()
+        self._known[key] = (workspace.id, now + self.known_for)  # type: ignore[assignment]
+        return workspace.id
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
         # Only our own support addresses: no open relay, and no backscatter later.
         try:
-            workspace = await asyncio.to_thread(self.store.workspace_for_address, address)
+            workspace_id = await self._workspace_id(address)
         except Exception:
             log.exception("recipient lookup failed for %s", address)
             return "451 4.3.0 Temporary failure, please try again later"
-        if workspace is None:
+        if workspace_id is None:
             return "550 5.1.1 No such mailbox here"
         first = getattr(envelope, "workspace_id", None)
-        if first is not None and first != workspace.id:
+        if first is not None and first != workspace_id:
             # One message, one workspace: the sender retries this recipient in its own
             # transaction (RFC 5321 section 4.5.3.1.10), so each workspace gets its own copy.
             return "452 4.5.3 Too many recipients for one message, please send again"
-        envelope.workspace_id = workspace.id  # type: ignore[attr-defined]
+        envelope.workspace_id = workspace_id  # type: ignore[attr-defined]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -46,9 +70,9 @@ class ReceiveHandler:
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
         try:
-            inbound_id = await asyncio.to_thread(
-                self.spool.accept, raw, mail_from=envelope.mail_from or "",
-                rcpt_tos=envelope.rcpt_tos)
+            # Waits for the group commit that includes this message, without holding a thread.
+            inbound_id = await asyncio.wrap_future(self.spool.submit(
+                raw, mail_from=envelope.mail_from or "", rcpt_tos=envelope.rcpt_tos))
         except Exception:
             # Not durable, so not accepted: the sender keeps the message and retries.
             log.exception("spooling failed")

@@ -1,0 +1,305 @@
+"""Ingest speed over SMTP: `serve` against null aiosmtpd sinks measured in the same run.
+
+    .venv/bin/python bench/ingest.py [--db sqlite|postgres] [--count 2000] [--connections 8]
+
+The same mixed mail (new tickets, threaded replies, some attachments) goes, one message per
+connection over 8 concurrent connections, to: a null sink (answers 250, keeps nothing), a sink
+that fsyncs each message to its own file, and the real `serve --demo` on a fresh data dir.
+Every server runs in its own process, so the client never shares an interpreter with it.
+Prints messages/second for durable acceptance (every 250 back) and for fully processed mail
+(every row done), their ratios to the sinks, and p50/p99 from the 250 to the ticket or
+comment being visible (the row's processed_at). No figure here is asserted: the ratios are
+what to compare between machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import smtplib
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parents[1]
+RCPT = "support@acme.test"
+DJANGO_HELPDESK = 140.0  # messages/s from a directory, quoted in issue 3 (not measured here)
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+# -- the mail --------------------------------------------------------------------------------
+
+def make_mails(count: int, seed: int = 3) -> list[tuple[str, bytes]]:
+    """(envelope sender, bytes): ~60% new tickets, ~30% replies to an earlier one, ~10% files."""
+    rng = random.Random(seed)
+    words = ("printer invoice login error refund shipping password broken urgent please "
+             "account order screen update billing delivery again today thanks help").split()
+    mails: list[tuple[str, bytes]] = []
+    firsts: list[tuple[str, str, str]] = []  # (sender, message-id, subject) of new tickets
+    for i in range(count):
+        m = EmailMessage()
+        body = "\n\n".join(" ".join(rng.choices(words, k=rng.randint(8, 40))).capitalize() + "."
+                           for _ in range(rng.randint(1, 4)))
+        kind = rng.random()
+        if kind < 0.3 and len(firsts) > 40:
+            sender, parent, subject = firsts[rng.randrange(len(firsts) - 40)]  # well before
+            m["Subject"] = f"Re: {subject}"
+            m["In-Reply-To"] = f"<{parent}>"
+            m["References"] = f"<{parent}>"
+            body = f"{body}\n\nOn Monday you wrote:\n> {subject}\n> earlier text"
+        else:
+            sender = f"customer{i % 400}@example.test"
+            m["Subject"] = f"{' '.join(rng.choices(words, k=4)).capitalize()} #{i}"
+        m["From"] = f"Customer {i % 400} <{sender}>"
+        m["To"] = RCPT
+        mid = make_msgid(domain="example.test")
+        m["Message-ID"] = mid
+        m.set_content(body + "\n\n-- \nSent from my phone\n")
+        if kind > 0.9:
+            m.add_attachment(rng.randbytes(rng.randint(5_000, 60_000)), maintype="application",
+                             subtype="pdf", filename=f"scan-{i}.pdf")
+        if not m["Subject"].startswith("Re:"):
+            firsts.append((sender, mid.strip("<>"), str(m["Subject"])))
+        mails.append((sender, m.as_bytes(policy=m.policy.clone(linesep="\r\n"))))
+    return mails
+
+
+def message_id(raw: bytes) -> str:
+    head = raw.split(b"\r\n\r\n", 1)[0].decode()
+    line = next(x for x in head.splitlines() if x.lower().startswith("message-id:"))
+    return line.split(":", 1)[1].strip().strip("<>")
+
+
+# -- the client: one message per connection, `connections` at a time -------------------------
+
+def send_all(port: int, mails: list[tuple[str, bytes]], connections: int
+             ) -> tuple[float, float, list[float]]:
+    """(start, end, moment of each 250) as wall-clock times; raises if any mail is refused."""
+    def one(item: tuple[str, bytes]) -> float:
+        sender, raw = item
+        with smtplib.SMTP("127.0.0.1", port, timeout=60) as smtp:
+            smtp.sendmail(sender, [RCPT], raw)
+            return time.time()
+
+    start = time.time()
+    with ThreadPoolExecutor(max_workers=connections) as pool:
+        answered = list(pool.map(one, mails))
+    return start, time.time(), answered
+
+
+# -- the servers -----------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server on port {port} exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"nothing listening on port {port} after {timeout} s")
+
+
+class NullHandler:
+    async def handle_DATA(self, server, session, envelope) -> str:
+        return "250 OK"
+
+
+class FsyncHandler:
+    """Each message in its own file, fsynced before 250 (off the loop, so fsyncs overlap)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        await asyncio.to_thread(self._write, envelope.original_content or envelope.content)
+        return "250 OK"
+
+    def _write(self, data: bytes) -> None:
+        fd = os.open(self.folder / uuid.uuid4().hex, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def run_sink(kind: str, port: int, folder: str) -> None:
+    """The sink process: an aiosmtpd server on the loop, until killed."""
+    from aiosmtpd.smtp import SMTP
+
+    handler = NullHandler() if kind == "null" else FsyncHandler(Path(folder))
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: SMTP(handler, hostname="127.0.0.1", decode_data=False), "127.0.0.1", port)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+@contextlib.contextmanager
+def sink(kind: str, folder: Path):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--sink", kind, "--port", str(port),
+                             "--folder", str(folder)])
+    try:
+        wait_port(port, proc)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextlib.contextmanager
+def postgres_schema(url: str):
+    import psycopg
+
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@contextlib.contextmanager
+def gateway(data: Path, database_url: str):
+    smtp_port, http_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKESTRA_")}
+    env.update(WORKESTRA_DATA_DIR=str(data), DATABASE_URL=database_url,
+               WORKESTRA_SECRET_KEY="bench-secret-key-0123456789")
+    log = (data.parent / "serve.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--demo", "--host", "127.0.0.1",
+         "--smtp-port", str(smtp_port), "--http-port", str(http_port)],
+        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_port(smtp_port, proc)
+        wait_port(http_port, proc)
+        yield smtp_port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def wait_processed(engine, count: int, timeout: float = 900) -> dict[str, float]:
+    """Message-ID -> processed_at (epoch seconds) once every row is done."""
+    deadline = time.monotonic() + timeout
+    with engine.connect() as conn:
+        while time.monotonic() < deadline:
+            done = conn.execute(text(
+                "SELECT count(*) FROM inboundmessage WHERE state = 'done'")).scalar_one()
+            conn.rollback()
+            if done >= count:
+                break
+            time.sleep(0.25)
+        else:
+            raise SystemExit(f"only {done} of {count} messages processed after {timeout} s")
+        rows = conn.execute(text("SELECT message_id, processed_at, outcome FROM inboundmessage"))
+        out, outcomes = {}, {}
+        for mid, at, outcome in rows:
+            if isinstance(at, str):  # SQLite text timestamps through plain SQL
+                at = datetime.fromisoformat(at)
+            if at.tzinfo is None:
+                at = at.replace(tzinfo=UTC)
+            out[mid] = at.timestamp()
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    print(f"  outcomes: {outcomes}")
+    return out
+
+
+def percentile(values: list[float], p: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1]
+
+
+def bench(db: str, count: int, connections: int, pg_url: str) -> None:
+    mails = make_mails(count)
+    ids = [message_id(raw) for _, raw in mails]
+    size = sum(len(raw) for _, raw in mails)
+    print(f"{count} mails ({size / count / 1024:.1f} KiB mean), {connections} connections, "
+          f"one message per connection, {os.cpu_count()} CPUs, database {db}")
+    with tempfile.TemporaryDirectory(prefix="workestra-bench-") as tmp:
+        root = Path(tmp)
+        rates = {}
+        for kind in ("null", "fsync"):
+            folder = root / kind
+            folder.mkdir()
+            with sink(kind, folder) as port:
+                start, end, _ = send_all(port, mails, connections)
+            rates[kind] = count / (end - start)
+            print(f"aiosmtpd {kind} sink: {rates[kind]:8.0f} msg/s")
+
+        with contextlib.ExitStack() as stack:
+            data = root / "data"
+            if db == "postgres":
+                url = stack.enter_context(postgres_schema(pg_url))
+                engine_url = "postgresql+psycopg://" + url.split("://", 1)[1]
+            else:
+                url = engine_url = f"sqlite:///{data / 'workestra.db'}"
+            port = stack.enter_context(gateway(data, url))
+            start, end, answered = send_all(port, mails, connections)
+            engine = create_engine(engine_url)
+            processed = wait_processed(engine, count)
+            engine.dispose()
+        accept = count / (end - start)
+        finished = count / (max(processed.values()) - start)
+        visible = [processed[mid] - at for mid, at in zip(ids, answered, strict=True)]
+        print(f"serve, durable acceptance: {accept:8.0f} msg/s  = "
+              f"{accept / rates['null']:.2f} x null sink, {accept / rates['fsync']:.2f} x "
+              "fsync sink")
+        print(f"serve, fully processed:    {finished:8.0f} msg/s  = "
+              f"{finished / DJANGO_HELPDESK:.1f} x django-helpdesk's quoted "
+              f"{DJANGO_HELPDESK:.0f}/s")
+        print(f"250 -> visible: p50 {percentile(visible, 50) * 1000:.0f} ms, "
+              f"p99 {percentile(visible, 99) * 1000:.0f} ms")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    p.add_argument("--count", type=int, default=2000)
+    p.add_argument("--connections", type=int, default=8)
+    p.add_argument("--postgres-url", default=os.environ.get("WORKESTRA_TEST_POSTGRES",
+                                                            DEFAULT_PG))
+    p.add_argument("--sink", choices=("null", "fsync"), help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--folder", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.sink:
+        run_sink(args.sink, args.port, args.folder)
+    else:
+        bench(args.db, args.count, args.connections, args.postgres_url)
+
+
+if __name__ == "__main__":
+    main()
