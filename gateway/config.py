@@ -50,6 +50,7 @@ class Settings:
     max_message_size: int = 40 * 1024 * 1024
     outbox_max_attempts: int = 8
     auto_mail_per_hour: int = 5
+    agent_mail_per_hour: int = 120
     dkim: DkimKey | None = None
 
     @property
@@ -194,9 +195,12 @@ def load_settings(
     size = env.get("WORKESTRA_MAX_MESSAGE_SIZE", str(40 * 1024 * 1024))
     if not size.isdigit() or int(size) < 1024:
         raise SettingError(f"WORKESTRA_MAX_MESSAGE_SIZE: expected bytes (>= 1024), got {size!r}")
-    cap = env.get("WORKESTRA_AUTO_MAIL_PER_HOUR", "5")
-    if not cap.isdigit():
-        raise SettingError(f"WORKESTRA_AUTO_MAIL_PER_HOUR: expected a whole number, got {cap!r}")
+    caps = {}
+    for name, default in (("WORKESTRA_AUTO_MAIL_PER_HOUR", "5"),
+                          ("WORKESTRA_AGENT_MAIL_PER_HOUR", "120")):
+        caps[name] = env.get(name, default)
+        if not caps[name].isdigit():
+            raise SettingError(f"{name}: expected a whole number, got {caps[name]!r}")
     return Settings(
         data_dir=root,
         database_url=_database_url(env.get("DATABASE_URL"), root),
@@ -207,6 +211,7 @@ def load_settings(
         smtp_port=smtp,
         http_port=http,
         max_message_size=int(size),
-        auto_mail_per_hour=int(cap),
+        auto_mail_per_hour=int(caps["WORKESTRA_AUTO_MAIL_PER_HOUR"]),
+        agent_mail_per_hour=int(caps["WORKESTRA_AGENT_MAIL_PER_HOUR"]),
         dkim=_dkim_key(env),
     )

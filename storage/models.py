@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 TICKET_STATUSES = ("open", "in_progress", "waiting", "resolved", "closed")
@@ -217,6 +217,9 @@ class OutboundMessage(SQLModel, table=True):
     created_at: datetime = _ts(nullable=False)
     sent_at: datetime | None = _opt_ts()
     bounced_at: datetime | None = _opt_ts()
+
+    # The loop brake counts one address's recent mail on every send: keep that an index lookup.
+    __table_args__ = (Index("ix_outboundmessage_rcpt_recent", "rcpt_to", "created_at"),)
 
 
 class DeliveryAttempt(SQLModel, table=True):

@@ -85,3 +85,13 @@ def test_no_address_gets_more_than_five_automatic_mails_an_hour(services):
     to_bot = [m for m in services.store.outbox() if m.rcpt_to == "bot@noisy.test"]
     assert len(to_bot) == services.settings.auto_mail_per_hour == 5
     assert len(services.store.tickets(services.store.workspace_by_slug("acme").id)) == 8
+
+
+def test_agents_notifications_have_a_wider_brake_than_strangers(services):
+    for i in range(14):
+        deliver(services, customer_mail(f"Question {i}", "Hello?",
+                                        sender=f"C{i} <c{i}@customer.test>"),
+                mail_from=f"c{i}@customer.test")
+    to_agents = [m.rcpt_to for m in services.store.outbox() if m.kind == "agent/ticket_assigned"]
+    assert sorted(set(to_agents)) == ["alex@acme.test", "sam@acme.test"]
+    assert to_agents.count("alex@acme.test") == 7  # more than 5 each, none held back

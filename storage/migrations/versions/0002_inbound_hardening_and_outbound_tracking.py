@@ -73,6 +73,7 @@ def upgrade() -> None:
                                       server_default=sa.true()))
         batch_op.add_column(sa.Column('bounced_at', sa.DateTime(timezone=True), nullable=True))
         batch_op.create_foreign_key('fk_outboundmessage_agent', 'agent', ['agent_id'], ['id'])
+        batch_op.create_index('ix_outboundmessage_rcpt_recent', ['rcpt_to', 'created_at'])
 
     with op.batch_alter_table('workspace', schema=None) as batch_op:
         batch_op.add_column(sa.Column('dkim_selector', sqlmodel.sql.sqltypes.AutoString(), nullable=True))
@@ -88,6 +89,7 @@ def downgrade() -> None:
         batch_op.drop_column('dkim_selector')
 
     with op.batch_alter_table('outboundmessage', schema=None) as batch_op:
+        batch_op.drop_index('ix_outboundmessage_rcpt_recent')
         batch_op.drop_constraint('fk_outboundmessage_agent', type_='foreignkey')
         batch_op.drop_column('bounced_at')
         batch_op.drop_column('automatic')
