@@ -7,6 +7,7 @@ from email.message import EmailMessage
 import pytest
 from sqlmodel import select
 
+from gateway.inbound.pipeline import STEPS, Pipeline
 from gateway.inbound.spool import Spool
 from storage.models import Attachment, Comment, InboundMessage, OutboundMessage, Ticket
 from tests.conftest import customer_mail
@@ -216,7 +217,6 @@ def test_two_copies_handled_at_once_make_one_ticket(services):
 def test_a_database_hiccup_leaves_the_message_pending_then_it_is_processed(services):
     from sqlalchemy.exc import OperationalError
 
-    from gateway.inbound.pipeline import STEPS, Pipeline
 
     calls = []
 
@@ -270,3 +270,23 @@ def test_html_reaches_agents_only_sanitised_with_inline_images_linked(services, 
     with services.store.read() as s:
         [att] = s.exec(select(Attachment).where(Attachment.comment_id == comment.id)).all()
     assert (att.inline, att.content_id, att.content_type) == (True, "photo1", "image/png")
+
+
+def test_a_batch_commits_together_and_one_bad_message_spoils_nothing_else(services):
+    def explode_on_poison(mail, ctx):
+        if mail.parsed and mail.parsed.subject == "poison":
+            raise RuntimeError("simulated bug for one message")
+
+    batchy = Pipeline(services.settings, services.store, services.blobs, services.intake,
+                      steps=(*STEPS[:-1], ("poison", explode_on_poison), STEPS[-1]))
+    spool = Spool(services.store, services.blobs)
+    ids = [spool.accept(customer_mail(subject, "x", sender=f"c{i}@customer.test").as_bytes(),
+                        mail_from=f"c{i}@customer.test", rcpt_tos=["support@acme.test"])
+           for i, subject in enumerate(["first", "poison", "third"])]
+    done = batchy.process_batch(ids)
+    assert [m.outcome for m in done] == ["new_ticket", "failed", "new_ticket"]
+    rows = [services.store.inbound(i) for i in ids]
+    assert [r.outcome for r in rows] == ["new_ticket", "failed", "new_ticket"]
+    assert "simulated bug" in rows[1].reason and rows[1].ticket_id is None
+    assert [t.subject for t in services.store.tickets(rows[0].workspace_id)] == ["first", "third"]
+    assert all(r.raw is None and services.blobs.exists(r.raw_sha256) for r in rows)

@@ -121,11 +121,44 @@ class Pipeline:
         self.intake = intake
 
     def process(self, inbound_id: int) -> InboundMail | None:
-        """Handle one spooled message to its outcome; None if it already has one.
+        """Handle one spooled message to its outcome; None if it already has one."""
+        done = self.process_batch([inbound_id])
+        return done[0] if done else None
 
-        A database that is away (OperationalError) is raised to the caller and the message
-        stays pending for a later pass; any other error is recorded as `failed`.
+    def process_batch(self, inbound_ids: list[int]) -> list[InboundMail]:
+        """Handle several spooled messages in one transaction, each in its own savepoint.
+
+        One commit (one fsync) covers the batch, as the spool's group commit does on the way
+        in. A message whose steps raise is rolled back to its savepoint and recorded as
+        `failed` with the error, its raw bytes kept; the others are unaffected. A database
+        that is away (OperationalError) is raised to the caller and the whole batch stays
+        pending for a later pass.
         """
+        prepared = [m for m in map(self._prepare, inbound_ids) if m is not None]
+        if not prepared:
+            return []
+        done: list[InboundMail] = []
+        with self.store.tx() as s:
+            ctx = Context(self.store, self.settings, self.intake, s, self.dns_txt)
+            for mail, error in prepared:
+                try:
+                    with s.begin_nested():
+                        if self._decide(s, ctx, mail, error):
+                            done.append(mail)
+                except OperationalError:
+                    raise
+                except Exception as e:  # a bug or bad data: keep the raw bytes, say so
+                    log.exception("inbound %s failed", mail.inbound_id)
+                    with s.begin_nested():
+                        self._record_failure(s, mail, f"{type(e).__name__}: {e}")
+                    done.append(mail)
+        self.intake.mailer.wake()
+        for mail in done:
+            log.info("inbound %s: %s (%s)", mail.inbound_id, mail.outcome, mail.reason)
+        return done
+
+    def _prepare(self, inbound_id: int) -> tuple[InboundMail, str | None] | None:
+        """The pure work on the bytes, before any lock is taken; None if already handled."""
         row = self.store.inbound(inbound_id)
         if row is None or row.state != "received":
             return None
@@ -134,43 +167,42 @@ class Pipeline:
                            inbound_id=inbound_id)
         try:
             mail.raw = row.raw if row.raw is not None else self.blobs.get(row.raw_sha256)
+            self.blobs.put(mail.raw)  # fsynced now, so the transaction only clears the column
             run_steps(mail, Context(None, self.settings, dns_txt=self.dns_txt), self.prepare)
-            with self.store.tx() as s:
-                row = self.store.lock_inbound(s, inbound_id)
-                if row is None:
-                    return None  # another worker finished it meanwhile
-                try:
-                    run_steps(mail, Context(self.store, self.settings, self.intake, s,
-                                            self.dns_txt), self.steps)
-                except Stop as stop:
-                    mail.outcome, mail.reason = stop.outcome, stop.reason
-                _record(row, mail)
-                self._keep_raw(row)
-                s.add(row)
         except OperationalError:
             raise
-        except Exception as e:  # a bug or bad data: keep the raw bytes, say what happened
-            log.exception("inbound %s failed", inbound_id)
-            self._record_failure(inbound_id, f"{type(e).__name__}: {e}")
-            return None
-        self.intake.mailer.wake()
-        log.info("inbound %s: %s (%s)", inbound_id, mail.outcome, mail.reason)
-        return mail
+        except Exception as e:
+            log.exception("inbound %s could not be read", inbound_id)
+            return mail, f"{type(e).__name__}: {e}"
+        return mail, None
 
-    def _keep_raw(self, row: InboundMessage) -> None:
-        """Spooled bytes move from the row to the blob store (fsynced) with the outcome."""
+    def _decide(self, s, ctx: Context, mail: InboundMail, error: str | None) -> bool:
+        row = self.store.lock_inbound(s, mail.inbound_id)  # type: ignore[arg-type]
+        if row is None:
+            return False  # another worker finished it meanwhile
+        if error is not None:
+            self._record_failure(s, mail, error)
+            return True
+        try:
+            run_steps(mail, ctx, self.steps)
+        except Stop as stop:
+            mail.outcome, mail.reason = stop.outcome, stop.reason
+        _record(row, mail)
+        row.raw = None  # the bytes are in the blob store (see _prepare)
+        s.add(row)
+        return True
+
+    def _record_failure(self, s, mail: InboundMail, error: str) -> None:
+        row = self.store.lock_inbound(s, mail.inbound_id)  # type: ignore[arg-type]
+        if row is None:
+            return
         if row.raw is not None:
             self.blobs.put(row.raw)
             row.raw = None
-
-    def _record_failure(self, inbound_id: int, error: str) -> None:
-        with self.store.tx() as s:
-            row = self.store.lock_inbound(s, inbound_id)
-            if row is not None:
-                row.state, row.outcome, row.reason = "done", "failed", error[:2000]
-                row.processed_at = utcnow()
-                self._keep_raw(row)
-                s.add(row)
+        row.state, row.outcome, row.reason = "done", "failed", error[:2000]
+        row.processed_at = utcnow()
+        mail.outcome, mail.reason = "failed", row.reason
+        s.add(row)
 
 
 def _record(row: InboundMessage, mail: InboundMail) -> None:

@@ -1,4 +1,4 @@
-"""Runs spooled messages through the pipeline, one at a time, off the event loop.
+"""Runs spooled messages through the pipeline off the event loop, in batches when busy.
 
 On start, and again every `rescan` seconds, it takes whatever was spooled but never finished
 (a crash, a kill -9, a database that was briefly away), so a message answered `250` always
@@ -16,9 +16,10 @@ log = logging.getLogger("workestra.inbound")
 
 
 class Processor:
-    def __init__(self, pipeline: Pipeline, *, rescan: float = 30.0) -> None:
+    def __init__(self, pipeline: Pipeline, *, rescan: float = 30.0, batch: int = 50) -> None:
         self.pipeline = pipeline
         self.rescan = rescan
+        self.batch = batch  # messages per transaction when several are waiting
         self._queue: asyncio.Queue[int] = asyncio.Queue()
         self._queued: set[int] = set()  # ids waiting in the queue, so a rescan adds no copies
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -63,11 +64,13 @@ class Processor:
                 if getter not in done:
                     getter.cancel()
                     continue
-                inbound_id = getter.result()
-                self._queued.discard(inbound_id)
-                try:  # process() is idempotent: an id queued twice is handled once
-                    await asyncio.to_thread(self.pipeline.process, inbound_id)
-                except Exception:  # the store is away: the row stays pending for the rescan
-                    log.exception("inbound %s: store unavailable, retrying later", inbound_id)
+                batch = [getter.result()]
+                while len(batch) < self.batch and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())  # whatever else is waiting
+                self._queued.difference_update(batch)
+                try:  # idempotent: an id queued twice is handled once
+                    await asyncio.to_thread(self.pipeline.process_batch, batch)
+                except Exception:  # the store is away: the rows stay pending for the rescan
+                    log.exception("inbound %s: store unavailable, retrying later", batch)
         finally:
             stopper.cancel()
