@@ -71,9 +71,19 @@ class _Lookup:
         return value.encode() if isinstance(value, str) else value
 
 
+def _signed(raw: bytes) -> bool:
+    """Whether the header block has a DKIM-Signature field at all."""
+    end = raw.find(b"\n\n")
+    crlf = raw.find(b"\r\n\r\n")
+    end = min(e for e in (end, crlf, len(raw)) if e >= 0)
+    return b"dkim-signature:" in raw[:end].lower()
+
+
 def verify(raw: bytes, dns_txt: DnsTxt | None = None, timeout: float = 5.0) -> DkimResult:
     """Every DKIM-Signature header, verified on its own; never raises."""
     result = DkimResult()
+    if not _signed(raw):
+        return result  # nothing to check, and dkimpy's copies of a big body are not free
     try:
         checker = dkim.DKIM(raw, logger=_QUIET, timeout=int(timeout))
     except Exception as e:  # unparseable headers: nothing can be verified

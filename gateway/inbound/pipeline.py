@@ -77,10 +77,11 @@ def _from_own_side(mail: InboundMail, ctx: Context) -> bool:
 
 
 # Pure work on the bytes, done before the transaction so the database is never held by it.
+# DKIM first: its copies of the message are freed before parsing adds its own.
 PREPARE: tuple[tuple[str, Step], ...] = (
+    ("dkim", check_dkim),
     ("parse", parse_step),
     ("reply-text", reply_text_step),
-    ("dkim", check_dkim),
 )
 # Decisions against the store, in the one transaction that also records the outcome.
 STEPS: tuple[tuple[str, Step], ...] = (
