@@ -23,8 +23,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     try:
-        asyncio.run(serve(settings, demo=args.demo))
+        asyncio.run(serve(settings, demo=args.demo, worker=not args.no_worker))
     except ServeError as e:
+        print(f"workestra: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from gateway.worker import WorkerError, work
+
+    try:
+        asyncio.run(work(_settings(args)))
+    except WorkerError as e:
         print(f"workestra: {e}", file=sys.stderr)
         return 1
     return 0
@@ -61,7 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--smtp-port", type=int, help="SMTP port (default 2525)")
     serve.add_argument("--http-port", type=int, help="HTTP port (default 8000)")
     serve.add_argument("--data-dir", help="data directory (default ./data)")
+    serve.add_argument("--no-worker", action="store_true",
+                       help="SMTP and HTTP only; run `workestra worker` for the rest")
     serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="run the background work alone: inbound mail, "
+                            "the outbox, IMAP inboxes")
+    worker.add_argument("--data-dir", help="data directory (default ./data)")
+    worker.set_defaults(func=cmd_worker)
 
     inspect = sub.add_parser("inspect", help="show what the pipeline would decide for .eml files")
     inspect.add_argument("files", nargs="+", metavar="FILE.eml")

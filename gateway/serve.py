@@ -1,4 +1,4 @@
-"""The composition root: SMTP, the portal, the inbound processor and the outbox in one process.
+"""The composition root: SMTP and the portal, and by default the background work, in one process.
 
 This is the one module of the gateway that imports the portal (DESIGN.md, dependency direction).
 """
@@ -16,13 +16,10 @@ import uvicorn
 
 from gateway.config import Settings
 from gateway.demo import seed_demo
-from gateway.inbound.imap import ImapPollers
-from gateway.inbound.processor import Processor
 from gateway.inbound.receive import ReceiveHandler, smtp_factory
 from gateway.inbound.spool import Spool
-from gateway.outbound.outbox import OutboxWorker
-from gateway.outbound.transport import SentDirectory, SmtpRelay, Transport
 from gateway.services import build_services
+from gateway.worker import Background
 from portal.app import create_app
 
 log = logging.getLogger("workestra")
@@ -56,11 +53,8 @@ class _PortalServer(uvicorn.Server):
         yield
 
 
-def make_transport(settings: Settings) -> Transport:
-    return SmtpRelay(settings.relay) if settings.relay else SentDirectory(settings.sent_dir)
-
-
-async def serve(settings: Settings, *, demo: bool = False) -> None:
+async def serve(settings: Settings, *, demo: bool = False, worker: bool = True) -> None:
+    """SMTP and the portal; with `worker`, the background work too (gateway/worker.py)."""
     try:
         services = await asyncio.to_thread(build_services, settings)
     except sqlalchemy.exc.OperationalError as e:
@@ -72,12 +66,10 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    processor = Processor(services.pipeline)
-    outbox = OutboxWorker(services.store, make_transport(settings),
-                          max_attempts=settings.outbox_max_attempts)
-    services.mailer.on_queued(outbox.wake)
     spool = Spool(services.store, services.blobs)  # SMTP and IMAP share one group commit
-    handler = ReceiveHandler(services.store, spool, processor.submit)
+    background = Background(services, spool) if worker else None
+    handler = ReceiveHandler(services.store, spool, background.processor.submit
+                             if background else (lambda _id: None))
     smtp_socket = _listen(settings.host, settings.smtp_port, "SMTP")
     http_socket = _listen(settings.host, settings.http_port, "HTTP")
     smtp = await loop.create_server(
@@ -88,23 +80,21 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
     portal = _PortalServer(uvicorn.Config(create_app(services), host=settings.host,
                                           port=settings.http_port, log_level="warning",
                                           lifespan="off", access_log=False))
-    tasks = [
-        asyncio.create_task(processor.run(stop), name="inbound"),
-        asyncio.create_task(outbox.run(stop), name="outbox"),
-        asyncio.create_task(portal.serve(sockets=[http_socket]), name="portal"),
-        asyncio.create_task(ImapPollers(services, processor.submit, spool=spool).run(stop),
-                            name="imap"),
-    ]
-    while not portal.started and not tasks[2].done():
+    portal_task = asyncio.create_task(portal.serve(sockets=[http_socket]), name="portal")
+    tasks = [portal_task, *(background.tasks(stop) if background else [])]
+    while not portal.started and not portal_task.done():
         await asyncio.sleep(0.02)
-    if tasks[2].done():
+    if portal_task.done():
         stop.set()
         log.error("the portal did not start")
     else:
         log.info("HTTP listening on http://%s:%s (public URL %s)", settings.host,
                  settings.http_port, settings.public_url)
-    log.info("outbound mail: %s", settings.relay if settings.relay
-             else f"written to {settings.sent_dir}")
+    if background:
+        log.info("outbound mail: %s", settings.relay if settings.relay
+                 else f"written to {settings.sent_dir}")
+    else:
+        log.info("no background work here: run `workestra worker` beside this")
 
     await stop.wait()
     log.info("stopping")

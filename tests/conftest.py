@@ -218,7 +218,8 @@ class Running:
 
 
 def start_gateway(tmp_path: Path, database_url: str, relay_port: int | None,
-                  extra_env: dict[str, str] | None = None) -> Running:
+                  extra_env: dict[str, str] | None = None, *, args: tuple[str, ...] = ()
+                  ) -> Running:
     smtp_port, http_port = free_port(), free_port()
     data = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKESTRA_")}
@@ -230,7 +231,7 @@ def start_gateway(tmp_path: Path, database_url: str, relay_port: int | None,
     log = tmp_path / "serve.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve", "--demo", "--host", "127.0.0.1",
-         "--smtp-port", str(smtp_port), "--http-port", str(http_port)],
+         "--smtp-port", str(smtp_port), "--http-port", str(http_port), *args],
         env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
         wait_port(smtp_port)
@@ -240,6 +241,14 @@ def start_gateway(tmp_path: Path, database_url: str, relay_port: int | None,
         raise AssertionError("gateway did not start: "
                              + log.read_text(errors="replace")[-3000:]) from None
     return Running(proc, smtp_port, http_port, data, env, log)
+
+
+def start_worker(running: Running, tag: str = "worker") -> subprocess.Popen:
+    """`workestra worker` on the same data dir and database as a running `serve`."""
+    log = running.log.with_name(f"{tag}.log")
+    return subprocess.Popen([sys.executable, "-m", "gateway", "worker"], env=running.env,
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                            cwd=running.data_dir.parent)
 
 
 def stop_gateway(running: Running) -> None:

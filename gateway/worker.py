@@ -1,0 +1,75 @@
+"""The background work in one place: spooled inbound mail, the outbox, IMAP inboxes.
+
+`serve` runs it inside its own process by default (one command, no configuration); `workestra
+worker` runs it alone, so it scales apart from the SMTP and HTTP front ends (`serve
+--no-worker`): on two cores, SMTP acceptance then no longer shares an interpreter with the
+pipeline. A separate worker learns of new mail by polling the spool table (a few times a
+second) and of queued mail by polling the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import sqlalchemy.exc
+
+from gateway.config import Settings
+from gateway.inbound.imap import ImapPollers
+from gateway.inbound.processor import Processor
+from gateway.inbound.spool import Spool
+from gateway.outbound.outbox import OutboxWorker
+from gateway.outbound.transport import SentDirectory, SmtpRelay, Transport
+from gateway.services import Services, build_services
+
+log = logging.getLogger("workestra")
+
+
+class WorkerError(RuntimeError):
+    """The worker cannot start; the message says why."""
+
+
+def make_transport(settings: Settings) -> Transport:
+    return SmtpRelay(settings.relay) if settings.relay else SentDirectory(settings.sent_dir)
+
+
+class Background:
+    """The processor, the outbox worker and the IMAP pollers, started and stopped together."""
+
+    def __init__(self, services: Services, spool: Spool, *, rescan: float = 30.0) -> None:
+        settings = services.settings
+        self.spool = spool
+        self.processor = Processor(services.pipeline, rescan=rescan)
+        self.outbox = OutboxWorker(services.store, make_transport(settings),
+                                   max_attempts=settings.outbox_max_attempts)
+        services.mailer.on_queued(self.outbox.wake)
+        self.imap = ImapPollers(services, self.processor.submit, spool=spool)
+
+    def tasks(self, stop: asyncio.Event) -> list[asyncio.Task]:
+        return [asyncio.create_task(self.processor.run(stop), name="inbound"),
+                asyncio.create_task(self.outbox.run(stop), name="outbox"),
+                asyncio.create_task(self.imap.run(stop), name="imap")]
+
+
+async def work(settings: Settings) -> None:
+    """`workestra worker`: until SIGTERM or SIGINT."""
+    try:
+        services = await asyncio.to_thread(build_services, settings)
+    except sqlalchemy.exc.OperationalError as e:
+        raise WorkerError(f"DATABASE_URL: cannot use the database: {e.orig or e}") from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    spool = Spool(services.store, services.blobs)
+    background = Background(services, spool, rescan=0.2)  # new mail is found by polling
+    tasks = background.tasks(stop)
+    log.info("worker started: inbound mail, outbox (%s), IMAP inboxes", settings.relay
+             or f"written to {settings.sent_dir}")
+    await stop.wait()
+    log.info("stopping")
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.to_thread(spool.close)
+    services.close()
+    log.info("stopped")
