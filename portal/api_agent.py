@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import re
 from typing import Any
-from urllib.parse import quote
 
 from sqlalchemy import case, exists, func, or_
 from sqlmodel import Session, select
@@ -39,6 +38,7 @@ from portal.api_auth import (
 )
 from portal.api_files import MAX_FILE_SIZE, MAX_FILES, check_file
 from portal.api_openapi import openapi
+from portal.downloads import download
 from storage.models import (
     PRIORITIES,
     TICKET_STATUSES,
@@ -238,11 +238,7 @@ async def attachment(request: Request, caller: Caller) -> Response:
             return a, svc.blobs.get(a.sha256)
         except (OSError, ValueError):
             raise ApiError(410, "the file's content is no longer stored") from None
-    a, data = await asyncio.to_thread(load)
-    return Response(data, media_type=a.content_type, headers={
-        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(a.filename)}",
-        "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "sandbox; default-src 'none'"})
+    return download(*await asyncio.to_thread(load))
 
 
 # -- replies and changes --------------------------------------------------------------------------

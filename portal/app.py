@@ -12,7 +12,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gateway.services import Services
-from portal import api_agent, home, tracking
+from portal import api_agent, feedback, home, kb_search, public_api, submit, tracking, uploads
+from portal.console import routes as console_routes
 from portal.pages import not_found
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -43,7 +44,13 @@ def create_app(services: Services) -> Starlette:
             Route("/healthz", healthz),
             *home.routes,
             *tracking.routes,
+            *submit.routes,
+            *feedback.routes,
+            *public_api.routes,
+            *uploads.routes,
+            *kb_search.routes,
             *api_agent.routes,
+            *console_routes,
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         exception_handlers={404: _not_found, HTTPException: _http_error},

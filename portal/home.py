@@ -1,15 +1,19 @@
-"""The workspace's portal landing page."""
+"""The workspace's portal landing page, and the floating-widget script for other sites."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.services import Services
-from portal.pages import not_found, page
+from portal.pages import not_found
+from portal.submit import show
+
+WIDGET = Path(__file__).resolve().parent / "static" / "widget.js"
 
 
 async def portal_home(request: Request) -> Response:
@@ -17,7 +21,22 @@ async def portal_home(request: Request) -> Response:
     ws = await asyncio.to_thread(services.store.workspace_by_slug, request.path_params["slug"])
     if ws is None:
         return not_found(request)
-    return page(request, "home.html", workspace=ws)
+    return show(request, "home.html", ws)
 
 
-routes = [Route("/portal/{slug}", portal_home, methods=["GET"])]
+async def widget(request: Request) -> Response:
+    """`<script src=".../portal/SLUG/widget.js" async></script>`: the script finds its
+    workspace from its own address, so this is the same file as /static/widget.js."""
+    services: Services = request.app.state.services
+    ws = await asyncio.to_thread(services.store.workspace_by_slug, request.path_params["slug"])
+    if ws is None:
+        return not_found(request)
+    return Response(WIDGET.read_bytes(), media_type="text/javascript", headers={
+        "Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff",
+        "Access-Control-Allow-Origin": "*", "Cross-Origin-Resource-Policy": "cross-origin"})
+
+
+routes = [
+    Route("/portal/{slug}", portal_home, methods=["GET"]),
+    Route("/portal/{slug}/widget.js", widget, methods=["GET"]),
+]

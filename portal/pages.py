@@ -20,7 +20,8 @@ CSP = ("default-src 'self'; img-src 'self' data: https:; style-src 'self' 'unsaf
 
 def page(request: Request, template: str, *, workspace: Workspace | None, status: int = 200,
          token_in_url: bool = False, **context) -> HTMLResponse:
-    brand = Brand.of(workspace) if workspace else Brand("Support", "#2563eb", None, None)
+    base = str(request.base_url).rstrip("/")  # the demo logo is site-relative
+    brand = Brand.of(workspace, base) if workspace else Brand("Support", "#2563eb", None, None)
     html = _env.get_template(template).render(request=request, brand=brand,
                                                workspace=workspace, **context)
     response = HTMLResponse(html, status_code=status)

@@ -1,27 +1,40 @@
 """The tracking page: a ticket shown only to the holder of a valid link, and fresh links on request.
 
 Without a valid token nothing about the ticket is shown, and the page looks the same whether
-or not the ticket exists: a reference number guessed or copied is worth nothing.
+or not the ticket exists: a reference number guessed or copied is worth nothing. A valid
+link is swapped on first view for a signed cookie scoped to this ticket's path, and the
+browser is sent to the address without the token, so it leaves no trace in history,
+bookmarks or Referer headers. The customer replies here too (with up to 3 files); a reply
+goes through the intake, which reopens a Resolved or Waiting ticket and notifies the assignee.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import dataclass, field
 from datetime import timedelta
 
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlmodel import select
 from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from gateway.intake import Person
 from gateway.services import Services
-from gateway.tokens import read_tracking_token
-from portal.pages import not_found, page
-from storage.models import Ticket, Workspace
+from gateway.tokens import TRACKING_MAX_AGE, read_tracking_token
+from portal.pages import not_found
+from portal.ratelimit import limits_of
+from portal.submit import MAX_DESCRIPTION, MAX_FILES, csrf_ok, show
+from portal.uploads import Refused, accept_parts, attachment_response, read_form
+from storage.models import Attachment, Comment, Contact, Ticket, Workspace
 
 LINK_INTERVAL = timedelta(minutes=10)
 REFERENCE = re.compile(r"^TKT-(\d{1,9})$", re.IGNORECASE)
+SESSION_COOKIE = "wk_ticket"
+_SESSION_SALT = "workestra.ticket-session.v1"
 
 
 def _lookup(services: Services, ws: Workspace, ref: str) -> Ticket | None:
@@ -29,9 +42,8 @@ def _lookup(services: Services, ws: Workspace, ref: str) -> Ticket | None:
     return services.store.ticket_by_number(ws.id, int(m.group(1))) if m else None  # type: ignore[arg-type]
 
 
-def authorised_ticket(services: Services, ws: Workspace, ref: str, token: str) -> Ticket | None:
-    """The ticket, if the token was signed for exactly this ticket and its customer's address."""
-    claim = read_tracking_token(services.settings.secret_key, token) if token else None
+def _check_claim(services: Services, ws: Workspace, ref: str,
+                 claim: tuple[int, str] | None) -> Ticket | None:
     if claim is None:
         return None
     ticket = _lookup(services, ws, ref)
@@ -39,6 +51,76 @@ def authorised_ticket(services: Services, ws: Workspace, ref: str, token: str) -
         return None
     contact = services.store.contact(ticket.contact_id)
     return ticket if contact is not None and contact.email == claim[1] else None
+
+
+def authorised_ticket(services: Services, ws: Workspace, ref: str, token: str) -> Ticket | None:
+    """The ticket, if the token was signed for exactly this ticket and its customer's address."""
+    claim = read_tracking_token(services.settings.secret_key, token) if token else None
+    return _check_claim(services, ws, ref, claim)
+
+
+def _session_signer(services: Services) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(services.settings.secret_key, salt=_SESSION_SALT)
+
+
+def session_ticket(services: Services, ws: Workspace, ref: str, cookie: str) -> Ticket | None:
+    """The ticket the ticket-scoped session cookie was issued for, if it is this one."""
+    try:
+        value = _session_signer(services).loads(cookie, max_age=TRACKING_MAX_AGE)
+    except (BadSignature, ValueError, TypeError):
+        return None
+    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int)
+            and isinstance(value[1], str)):
+        return None
+    return _check_claim(services, ws, ref, (value[0], value[1]))
+
+
+def ticket_path(ws: Workspace, ticket: Ticket) -> str:
+    return f"/portal/{ws.slug}/tickets/{ticket.reference}"
+
+
+@dataclass
+class Message:
+    author: str
+    kind: str  # customer | agent | system
+    body: str
+    created_at: object
+    attachments: list[Attachment] = field(default_factory=list)
+
+
+@dataclass
+class View:
+    ticket: Ticket
+    contact: Contact | None
+    messages: list[Message]
+
+
+def load_view(services: Services, ticket_id: int) -> View | None:
+    """The ticket as its customer may see it: the description and public comments in order,
+    each with the files that came with it; internal notes and their files never."""
+    with services.store.read() as s:
+        ticket = s.get(Ticket, ticket_id)
+        if ticket is None:
+            return None
+        contact = s.get(Contact, ticket.contact_id)
+        comments = list(s.exec(select(Comment).where(
+            Comment.ticket_id == ticket_id, Comment.internal == False  # noqa: E712
+        ).order_by(Comment.created_at, Comment.id)))
+        files = list(s.exec(select(Attachment).where(Attachment.ticket_id == ticket_id)
+                            .order_by(Attachment.id)))
+    who = (contact.name or contact.email) if contact else "You"
+    first = Message(who, "customer", ticket.description, ticket.created_at)
+    by_comment: dict[int | None, Message] = {None: first}
+    messages = [first]
+    for c in comments:
+        m = Message(c.author_name or c.author_email or "Support", c.author_kind, c.body,
+                    c.created_at)
+        by_comment[c.id] = m
+        messages.append(m)
+    for f in files:
+        if f.comment_id in by_comment:
+            by_comment[f.comment_id].attachments.append(f)
+    return View(ticket, contact, messages)
 
 
 async def _workspace_and_reference(request: Request) -> tuple[Workspace, str] | None:
@@ -49,6 +131,20 @@ async def _workspace_and_reference(request: Request) -> tuple[Workspace, str] | 
     return (ws, ref) if ws is not None and REFERENCE.match(ref) else None
 
 
+async def _from_cookie(request: Request, ws: Workspace, ref: str) -> Ticket | None:
+    services: Services = request.app.state.services
+    cookie = request.cookies.get(SESSION_COOKIE, "")
+    if not cookie:
+        return None
+    return await asyncio.to_thread(session_ticket, services, ws, ref, cookie)
+
+
+def _invalid(request: Request, ws: Workspace, ref: str, *, token: bool,
+             error: str | None = None, status: int = 403) -> Response:
+    return show(request, "link_invalid.html", ws, status=status, reference=ref,
+                token_in_url=token, error=error)
+
+
 async def tracking_page(request: Request) -> Response:
     services: Services = request.app.state.services
     found = await _workspace_and_reference(request)
@@ -56,14 +152,107 @@ async def tracking_page(request: Request) -> Response:
         return not_found(request)
     ws, ref = found
     token = request.query_params.get("t", "")
-    ticket = await asyncio.to_thread(authorised_ticket, services, ws, ref, token)
+    if token:
+        ticket = await asyncio.to_thread(authorised_ticket, services, ws, ref, token)
+        if ticket is None:
+            return _invalid(request, ws, ref, token=True)
+        contact = await asyncio.to_thread(services.store.contact, ticket.contact_id)
+        response = RedirectResponse(ticket_path(ws, ticket), status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE, _session_signer(services).dumps([ticket.id, contact.email]),  # type: ignore[union-attr]
+            path=ticket_path(ws, ticket), httponly=True, samesite="lax",
+            secure=request.url.scheme == "https")
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    ticket = await _from_cookie(request, ws, ref)
     if ticket is None:
-        return page(request, "link_invalid.html", workspace=ws, status=403, reference=ref,
-                    token_in_url=bool(token))
-    comments = await asyncio.to_thread(services.store.public_comments, ticket.id)
-    contact = await asyncio.to_thread(services.store.contact, ticket.contact_id)
-    return page(request, "tracking.html", workspace=ws, ticket=ticket, comments=comments,
-                contact=contact, token_in_url=True)
+        return _invalid(request, ws, ref, token=False)
+    return await _render(request, ws, ticket, sent=request.query_params.get("sent") == "1")
+
+
+async def _render(request: Request, ws: Workspace, ticket: Ticket, *, sent: bool = False,
+                  values: dict[str, str] | None = None, errors: dict[str, str] | None = None,
+                  status: int = 200) -> Response:
+    services: Services = request.app.state.services
+    view = await asyncio.to_thread(load_view, services, ticket.id)  # type: ignore[arg-type]
+    if view is None:
+        return not_found(request)
+    response = show(request, "tracking.html", ws, status=status, ticket=view.ticket,
+                    contact=view.contact, messages=view.messages, sent=sent,
+                    values=values or {}, errors=errors or {}, max_files=MAX_FILES,
+                    max_description=MAX_DESCRIPTION, base=ticket_path(ws, ticket))
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+async def reply(request: Request) -> Response:
+    """POST .../reply: the customer's reply from the page, with up to 3 files."""
+    services: Services = request.app.state.services
+    found = await _workspace_and_reference(request)
+    if found is None:
+        return not_found(request)
+    ws, ref = found
+    ticket = await _from_cookie(request, ws, ref)
+    if ticket is None:
+        return _invalid(request, ws, ref, token=False)
+    limits = limits_of(request)
+    if not await limits.hit("reply", limits.client_ip(request)):
+        return show(request, "rate_limited.html", ws, status=429, limit=limits.describe("reply"))
+    try:
+        form = await read_form(request, max_files=MAX_FILES)
+    except Refused as e:
+        return await _render(request, ws, ticket, errors={"form": e.message}, status=e.status)
+    try:
+        body = form.get("message").replace("\r\n", "\n").strip()
+        uploads = form.getlist("upload")[:MAX_FILES]
+        values = {"message": body}
+        if not csrf_ok(request, form):
+            return await _render(request, ws, ticket, values=values, status=403, errors={
+                "form": "This form had expired. Please check your reply and send it again."})
+        errors: dict[str, str] = {}
+        if not body:
+            errors["message"] = "Please write your reply."
+        elif len(body) > MAX_DESCRIPTION:
+            errors["message"] = (f"Please shorten your reply to {MAX_DESCRIPTION:,} characters "
+                                 f"(it has {len(body):,}).")
+        files, uploads, file_errors = await accept_parts(services, ws.slug, form.files, uploads)
+        if file_errors:
+            errors["attachments"] = " ".join(file_errors)
+        if errors:
+            return await _render(request, ws, ticket, values=values, errors=errors, status=400)
+    finally:
+        form.close()
+
+    def write() -> None:
+        with services.store.tx() as s:
+            current = s.get(Ticket, ticket.id, populate_existing=True)
+            contact = s.get(Contact, current.contact_id)  # type: ignore[union-attr]
+            services.intake.add_customer_reply(
+                s, current, Person(contact.name, contact.email), body, files=files)  # type: ignore[arg-type,union-attr]
+
+    await asyncio.to_thread(write)
+    services.mailer.wake()
+    return RedirectResponse(f"{ticket_path(ws, ticket)}?sent=1#latest", status_code=303)
+
+
+async def attachment(request: Request) -> Response:
+    """A file of the ticket, for the holder of its session, as a download only."""
+    services: Services = request.app.state.services
+    found = await _workspace_and_reference(request)
+    if found is None:
+        return not_found(request)
+    ws, ref = found
+    ticket = await _from_cookie(request, ws, ref)
+    raw_id = request.path_params["file_id"]
+    if ticket is None or not raw_id.isdigit():
+        return not_found(request)
+    view = await asyncio.to_thread(load_view, services, ticket.id)  # type: ignore[arg-type]
+    visible = {a.id: a for m in (view.messages if view else []) for a in m.attachments}
+    att = visible.get(int(raw_id))
+    if att is None:
+        return not_found(request)
+    return await asyncio.to_thread(attachment_response, services, att)
 
 
 async def request_link(request: Request) -> Response:
@@ -73,7 +262,19 @@ async def request_link(request: Request) -> Response:
     if found is None:
         return not_found(request)
     ws, ref = found
-    response = page(request, "link_sent.html", workspace=ws, reference=ref)
+    limits = limits_of(request)
+    if not await limits.hit("link", limits.client_ip(request)):
+        return show(request, "rate_limited.html", ws, status=429, limit=limits.describe("link"))
+    try:
+        form = await read_form(request, max_files=0)
+    except Refused:
+        return _invalid(request, ws, ref, token=False, status=400,
+                        error="The form could not be read. Please try again.")
+    form.close()
+    if not csrf_ok(request, form):
+        return _invalid(request, ws, ref, token=False,
+                        error="This form had expired. Please press the button again.")
+    response = show(request, "link_sent.html", ws, reference=ref)
     # Looked up after the answer is sent: its timing says nothing about the ticket either.
     response.background = BackgroundTask(asyncio.to_thread, _queue_link, services, ws, ref)
     return response
@@ -98,5 +299,7 @@ def _queue_link(services: Services, ws: Workspace, ref: str) -> None:
 
 routes = [
     Route("/portal/{slug}/tickets/{ref}", tracking_page, methods=["GET"]),
+    Route("/portal/{slug}/tickets/{ref}/reply", reply, methods=["POST"]),
+    Route("/portal/{slug}/tickets/{ref}/files/{file_id}", attachment, methods=["GET"]),
     Route("/portal/{slug}/tickets/{ref}/link", request_link, methods=["POST"]),
 ]

@@ -22,10 +22,10 @@ def tracking_link(gateway, msg: EmailMessage, ref: str) -> str:
     return found[0]
 
 
-def wait_page(url: str, needle: str, timeout: float = 20.0) -> str:
+def wait_page(client: httpx.Client, url: str, needle: str, timeout: float = 20.0) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        text = httpx.get(url).text
+        text = client.get(url).text
         if needle in text:
             return text
         time.sleep(0.1)
@@ -45,11 +45,14 @@ def test_mail_to_ticket_to_tracking_page_to_threaded_reply(gateway, sink):
     assert conf.get_body(preferencelist=("html",)) is not None
     link = tracking_link(gateway, conf, "TKT-0001")
 
-    page = httpx.get(link)
+    browser = httpx.Client(follow_redirects=True)  # keeps cookies, as a browser does
+    page = browser.get(link)
     assert page.status_code == 200
     assert "TKT-0001" in page.text and "on fire again" in page.text
     assert re.search(r">\s*Open\s*<", page.text)
-    assert page.headers["referrer-policy"] == "no-referrer"
+    # The token was swapped for a cookie and left the address bar; it never leaks onward.
+    assert "?t=" not in str(page.url) and page.history[0].status_code == 303
+    assert page.history[0].headers["referrer-policy"] == "no-referrer"
 
     # The assignee hears about it too.
     note = sink.wait_for(lambda m: "@acme.test" in str(m["To"]) and "assigned" in str(m["Subject"]))
@@ -63,7 +66,7 @@ def test_mail_to_ticket_to_tracking_page_to_threaded_reply(gateway, sink):
     reply_address = conf["Reply-To"].addresses[0].addr_spec
     gateway.send(reply, "jane@customer.test", [reply_address])
 
-    page = wait_page(link, "still burning")
+    page = wait_page(browser, str(page.url), "still burning")
     assert page.count("The printer in room 4") == 1
     assert "&gt; " not in page and "Thank you for contacting" not in page
     time.sleep(0.5)
@@ -83,15 +86,16 @@ def test_tracking_page_reveals_nothing_without_the_right_token(gateway, sink):
     bob_token = bob_link.split("?t=")[1]
     base = f"{gateway.base_url}/portal/acme/tickets/{jane_ref}"
 
+    client = httpx.Client()  # one cookie jar, so the pages' CSRF fields compare equal
     for url in (base, f"{base}?t=forged", f"{base}?t={bob_token}",
                 f"{base}?t={bob_token[:-3]}abc"):
-        r = httpx.get(url)
+        r = client.get(url)
         assert r.status_code == 403, url
         assert "vault code" not in r.text and "Secret plans" not in r.text
         assert "Email me a fresh link" in r.text
 
-    unknown = httpx.get(f"{gateway.base_url}/portal/acme/tickets/TKT-9999?t=forged")
-    known = httpx.get(f"{base}?t=forged")
+    unknown = client.get(f"{gateway.base_url}/portal/acme/tickets/TKT-9999?t=forged")
+    known = client.get(f"{base}?t=forged")
     assert unknown.status_code == known.status_code  # existence is not revealed
     assert unknown.text.replace("TKT-9999", jane_ref) == known.text
 
@@ -100,15 +104,22 @@ def test_fresh_link_goes_only_to_the_address_on_the_ticket(gateway, sink):
     gateway.send(customer_mail("Lost my link", "Hi"), "jane@customer.test", ["support@acme.test"])
     conf = sink.wait_for(lambda m: "jane@customer.test" in str(m["To"]))
     ref = re.search(r"TKT-\d{4}", str(conf["Subject"])).group()
-    answers = [httpx.post(f"{gateway.base_url}/portal/acme/tickets/{r}/link").text
-               for r in (ref, "TKT-0999")]
+    client = httpx.Client()
+
+    def ask(r: str) -> str:
+        form = client.get(f"{gateway.base_url}/portal/acme/tickets/{r}").text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+        return client.post(f"{gateway.base_url}/portal/acme/tickets/{r}/link",
+                           data={"csrf_token": token}).text
+
+    answers = [ask(r) for r in (ref, "TKT-0999")]
     assert answers[0].replace(ref, "X") == answers[1].replace("TKT-0999", "X")
     fresh = sink.wait_for(lambda m: "tracking link" in str(m["Subject"]))
     assert "jane@customer.test" in str(fresh["To"])
     link = tracking_link(gateway, fresh, ref)
-    assert "Lost my link" in httpx.get(link).text
+    assert "Lost my link" in httpx.get(link, follow_redirects=True).text
     for _ in range(3):  # asking again within 10 minutes sends nothing more
-        httpx.post(f"{gateway.base_url}/portal/acme/tickets/{ref}/link")
+        ask(ref)
     time.sleep(1)
     assert len([m for m in sink.messages if "tracking link" in str(m["Subject"])]) == 1
 

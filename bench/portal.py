@@ -1,0 +1,168 @@
+"""Portal speed: the submit page, a submission and the tracking page, against bare Starlette.
+
+    .venv/bin/python bench/portal.py [--seconds 5] [--connections 16]
+
+Starts `serve --demo` on a fresh data dir (SQLite, submission limit lifted for the run) and a
+minimal Starlette hello-world app under uvicorn, each in its own process, then drives each
+with the same loopback load: N keep-alive HTTP/1.1 connections, one request in flight on each,
+for a fixed time (bounded load, not a flood). Prints requests/second, p50 and p99 for each,
+and each portal figure as a ratio to the bare page measured in the same run. Nothing is
+asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parents[1]
+HELLO = """
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+import uvicorn, sys
+async def hello(request):
+    return PlainTextResponse("hello")
+async def form(request):
+    await request.form()
+    return PlainTextResponse("ok")
+app = Starlette(routes=[Route("/", hello), Route("/form", form, methods=["POST"])])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listening on {port}")
+
+
+async def _request(reader, writer, raw: bytes) -> tuple[int, bytes, bytes]:
+    writer.write(raw)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    m = re.search(rb"(?i)content-length:\s*(\d+)", head)
+    body = await reader.readexactly(int(m.group(1))) if m else b""
+    return status, head, body
+
+
+def _raw(method: str, path: str, port: int, cookie: str = "", body: bytes = b"",
+         ctype: str = "") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: keep-alive"]
+    if cookie:
+        lines.append(f"Cookie: {cookie}")
+    if body or method == "POST":
+        lines += [f"Content-Type: {ctype}", f"Content-Length: {len(body)}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def load(port: int, raw: bytes, seconds: float, connections: int) -> dict:
+    latencies: list[float] = []
+    errors = 0
+    end = time.perf_counter() + seconds
+
+    async def one() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while time.perf_counter() < end:
+            t0 = time.perf_counter()
+            status, _, _ = await _request(reader, writer, raw)
+            latencies.append(time.perf_counter() - t0)
+            errors += status >= 400
+        writer.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(connections)))
+    elapsed = time.perf_counter() - t0
+    latencies.sort()
+    return {"rps": len(latencies) / elapsed, "errors": errors,
+            "p50": latencies[len(latencies) // 2] * 1000,
+            "p99": latencies[int(len(latencies) * 0.99)] * 1000}
+
+
+async def prepare(port: int) -> tuple[bytes, bytes, bytes]:
+    """(submit page GET, submission POST, tracking page GET) with the cookies they need."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    _, head, body = await _request(reader, writer, _raw("GET", "/portal/acme/submit", port))
+    csrf_cookie = re.search(rb"wk_csrf=([^;]+)", head).group(1).decode()
+    token = re.search(rb'name="csrf_token" value="([^"]+)"', body).group(1).decode()
+    form = urlencode({"csrf_token": token, "name": "Bench", "email": "bench@example.test",
+                      "subject": "Printer on fire", "description": "Room 4.",
+                      "type": "Bug Report"}).encode()
+    post = _raw("POST", "/portal/acme/submit", port, f"wk_csrf={csrf_cookie}", form,
+                "application/x-www-form-urlencoded")
+    _, _, page = await _request(reader, writer, post)
+    link = re.search(rb'href="http://[^/]+(/portal/acme/tickets/[^"]+)"', page).group(1)
+    _, head, _ = await _request(reader, writer, _raw("GET", link.decode().replace("&amp;", "&"),
+                                                      port))
+    session = re.search(rb"wk_ticket=([^;]+)", head).group(1).decode()
+    path = link.decode().split("?")[0]
+    writer.close()
+    return (_raw("GET", "/portal/acme/submit", port, f"wk_csrf={csrf_cookie}"), post,
+            _raw("GET", path, port, f"wk_ticket={session}"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--connections", type=int, default=16)
+    args = ap.parse_args()
+    procs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        hello_port, http_port, smtp_port = free_port(), free_port(), free_port()
+        procs.append(subprocess.Popen([sys.executable, "-c", HELLO, str(hello_port)]))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WORKESTRA_")}
+        env.update(WORKESTRA_DATA_DIR=f"{tmp}/data", WORKESTRA_LIMIT_SUBMIT="1000000/hour",
+                   WORKESTRA_PUBLIC_URL=f"http://127.0.0.1:{http_port}")
+        env.pop("DATABASE_URL", None)
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", "--demo", "--smtp-port", str(smtp_port),
+             "--http-port", str(http_port)], cwd=ROOT, env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        try:
+            wait_port(hello_port)
+            wait_port(http_port)
+            form = _raw("POST", "/form", hello_port, body=b"a=1&b=2",
+                        ctype="application/x-www-form-urlencoded")
+            submit_get, submit_post, tracking = asyncio.run(prepare(http_port))
+            runs = [("bare page", hello_port, _raw("GET", "/", hello_port)),
+                    ("bare form POST", hello_port, form),
+                    ("submit page", http_port, submit_get),
+                    ("submission", http_port, submit_post),
+                    ("tracking page", http_port, tracking)]
+            results = {}
+            for name, port, raw in runs:
+                results[name] = asyncio.run(load(port, raw, args.seconds, args.connections))
+        finally:
+            for p in procs:
+                p.terminate()
+                p.wait()
+    base = results["bare page"]["rps"]
+    print(f"{args.connections} connections, {args.seconds:g} s each, loopback")
+    for name, r in results.items():
+        print(f"{name:15} {r['rps']:8.0f} req/s  p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms"
+              f"  {r['rps'] / base:6.1%} of bare page  errors {r['errors']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""The tracking page, its replies and files, and the token-bound JSON API."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from sqlmodel import select
+
+from gateway.intake import Person, TicketRequest
+from gateway.tokens import feedback_token, tracking_token
+from storage.models import Comment, Notification, Ticket, Workspace
+from tests.test_portal_common import PNG, client, csrf_of, submit
+
+SECRET = "test-secret-key-0123456789"
+
+
+def _open(c) -> tuple[str, str]:
+    r = submit(c, files=[("attachments", ("shot.png", PNG, "image/png"))])
+    link = re.search(r'href="(http://127\.0\.0\.1:8000/portal/acme/tickets/[^"]+)"', r.text)
+    url = link.group(1).replace("http://127.0.0.1:8000", "")
+    return url.split("?")[0], url
+
+
+def test_token_is_swapped_for_a_ticket_cookie_and_leaves_the_address_bar(services):
+    c = client(services)
+    path, url = _open(c)
+    first = c.get(url, follow_redirects=False)
+    assert first.status_code == 303 and first.headers["location"] == path
+    assert first.headers["referrer-policy"] == "no-referrer"
+    cookie = first.headers["set-cookie"]
+    assert "wk_ticket=" in cookie and f"Path={path}" in cookie and "HttpOnly" in cookie
+    page = c.get(path)
+    assert page.status_code == 200 and "Printer is on fire" in page.text
+    assert "Open</span>" in page.text and "shot.png" in page.text
+    other = client(services).get(path)  # no cookie, no token: nothing shown
+    assert other.status_code == 403 and "Printer" not in other.text
+
+
+def test_internal_notes_never_show_and_resolution_does(services):
+    c = client(services)
+    path, url = _open(c)
+    with services.store.tx() as s:
+        t = s.exec(select(Ticket)).one()
+        s.add(Comment(ticket_id=t.id, author_kind="agent", author_name="Alex", body="Public ok"))
+        s.add(Comment(ticket_id=t.id, author_kind="agent", author_name="Alex",
+                      body="SECRET internal", internal=True))
+        t.status, t.resolution = "resolved", "Replaced the fuser."
+        s.add(t)
+    html = c.get(url).text
+    assert "Public ok" in html and "SECRET" not in html
+    assert "Resolved</span>" in html and "Replaced the fuser." in html
+
+
+def test_reply_with_a_file_reopens_and_notifies_the_assignee(services):
+    c = client(services)
+    path, url = _open(c)
+    with services.store.tx() as s:
+        t = s.exec(select(Ticket)).one()
+        t.status = "resolved"
+        s.add(t)
+    html = c.get(url).text
+    r = c.post(f"{path}/reply", data={"csrf_token": csrf_of(html), "message": "Still broken"},
+               files=[("attachments", ("log.txt", b"line one\n", "text/plain"))],
+               follow_redirects=False)
+    assert r.status_code == 303
+    page = c.get(r.headers["location"]).text
+    assert "Still broken" in page and "log.txt" in page and "Open</span>" in page
+    with services.store.read() as s:
+        t = s.exec(select(Ticket)).one()
+        assert t.status == "open"
+        kinds = [n.kind for n in s.exec(select(Notification).where(
+            Notification.ticket_id == t.id))]
+    assert "customer_replied" in kinds
+
+
+def test_reply_errors_keep_the_text_and_need_csrf(services):
+    c = client(services)
+    path, url = _open(c)
+    html = c.get(url).text
+    r = c.post(f"{path}/reply", data={"csrf_token": csrf_of(html), "message": "z" * 5001},
+               files=[("x", ("", b""))])
+    assert r.status_code == 400 and 'id="message-error"' in r.text and "z" * 5001 in r.text
+    r = c.post(f"{path}/reply", data={"message": "no token"}, files=[("x", ("", b""))])
+    assert r.status_code == 403 and "no token" in r.text
+
+
+def test_attachments_are_downloads_never_active_content(services):
+    c = client(services)
+    path, url = _open(c)
+    html = c.get(url).text
+    href = re.search(r'href="([^"]+/files/\d+)"', html).group(1)
+    r = c.get(href)
+    assert r.content == PNG
+    assert r.headers["content-disposition"].startswith("attachment;")
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert "sandbox" in r.headers["content-security-policy"]
+    assert client(services).get(href).status_code == 404  # without the ticket's cookie
+
+
+def test_forged_expired_and_other_workspace_tokens_show_nothing(services):
+    c = client(services)
+    path, _ = _open(c)
+    with services.store.read() as s:
+        t = s.exec(select(Ticket)).one()
+    forged = c.get(f"{path}?t=WzEsImphbmUiXQ.forged.sig")
+    assert forged.status_code == 403 and "Printer" not in forged.text
+    assert forged.headers["referrer-policy"] == "no-referrer"
+    from itsdangerous import URLSafeTimedSerializer
+    from itsdangerous.timed import TimestampSigner
+
+    class Old(TimestampSigner):
+        def get_timestamp(self):
+            return int(time.time()) - 40 * 24 * 3600
+
+    old = URLSafeTimedSerializer(SECRET, salt="workestra.tracking.v1", signer=Old).dumps(
+        [t.id, "jane@customer.test"])
+    assert c.get(f"{path}?t={old}").status_code == 403
+    assert c.get(f"{path}?t={feedback_token(SECRET, t.id, 'jane@customer.test')}"
+                 ).status_code == 403
+    with services.store.tx() as s:  # a ticket of another workspace, with its valid token
+        other = Workspace(slug="other", name="Other")
+        s.add(other)
+        s.flush()
+        theirs = services.intake.open_ticket(s, TicketRequest(
+            workspace_id=other.id, customer=Person("Bob", "bob@x.test"), subject="Theirs",
+            description="", channel="portal"))
+    token = tracking_token(SECRET, theirs.id, "bob@x.test")
+    r = c.get(f"/portal/acme/tickets/{theirs.reference}?t={token}")
+    assert r.status_code == 403 and "Theirs" not in r.text
+
+
+def test_fresh_link_form_needs_csrf_and_answers_the_same_either_way(services):
+    c = client(services)
+    path, _ = _open(c)
+    page = c.get(path)
+    assert c.post(f"{path}/link", data={}).status_code == 403
+    known = c.post(f"{path}/link", data={"csrf_token": csrf_of(page.text)})
+    unknown = c.post("/portal/acme/tickets/TKT-9999/link",
+                     data={"csrf_token": csrf_of(page.text)})
+    assert known.status_code == unknown.status_code == 200
+    assert known.text.replace("TKT-0001", "X") == unknown.text.replace("TKT-9999", "X")
+
+
+def test_public_json_api_is_token_bound_and_privately_cacheable(services):
+    c = client(services)
+    _, url = _open(c)
+    token = url.split("t=")[1]
+    r = c.get(f"/api/public/tickets?t={token}")
+    assert r.status_code == 200
+    assert r.headers["cache-control"] == "private, max-age=10, stale-while-revalidate=60"
+    body = r.json()
+    assert body["reference"] == "TKT-0001" and body["status_label"] == "Open"
+    assert body["messages"][0]["attachments"][0]["filename"] == "shot.png"
+    bad = c.get("/api/public/tickets?t=nonsense")
+    assert bad.status_code == 404 and "no-store" in bad.headers["cache-control"]
