@@ -88,7 +88,7 @@ class AgentActions:
         ticket.updated_at = utcnow()
         s.add(ticket)
         if not internal:
-            self._mail_reply(s, ticket, agent, comment, stored)
+            self._mail_reply(s, ticket, agent, comment, stored, files)
         return comment
 
     def note(self, s: Session, ticket: Ticket, agent: Agent, body: str, *,
@@ -108,7 +108,8 @@ class AgentActions:
         return rows
 
     def _mail_reply(self, s: Session, ticket: Ticket, agent: Agent, comment: Comment,
-                    files: list[Attachment]) -> None:
+                    files: list[Attachment], data: Sequence[NewFile]) -> None:
+        """The reply by mail to everyone on the ticket, with its files attached."""
         ws = s.get(Workspace, ticket.workspace_id)
         contact = s.get(Contact, ticket.contact_id)
         assert ws is not None and contact is not None
@@ -123,6 +124,7 @@ class AgentActions:
                 s, ws, kind="customer/agent_reply", to_name=name, to_address=address,
                 ticket=ticket, automatic=False, agent_id=agent.id,
                 in_reply_to=in_reply_to, references=references,
+                files=[(f.filename, f.content_type, f.data) for f in data],
                 context={"agent": agent, "comment": comment, "customer_name": name,
                          "tracking_url": tracking, "attachments": files, "history": history})
 

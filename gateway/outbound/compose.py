@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -43,6 +44,7 @@ def compose(
     in_reply_to: str | None = None,
     references: list[str] | None = None,
     automatic: bool = True,
+    attachments: Sequence[tuple[str, str, bytes]] = (),
 ) -> EmailMessage:
     """A multipart/alternative message, text first (RFC 2046: the preferred part comes last)."""
     msg = EmailMessage()
@@ -63,4 +65,9 @@ def compose(
     msg[LOOP_HEADER] = loop_marker  # the inbound side recognises its own mail by it
     msg.set_content(rendered.text)
     msg.add_alternative(rendered.html, subtype="html")
+    for filename, content_type, data in attachments:  # the message becomes multipart/mixed
+        maintype, _, subtype = content_type.partition("/")
+        msg.add_attachment(data, maintype=maintype or "application",
+                           subtype=subtype or "octet-stream",
+                           filename=clean_header(filename) or "file")
     return msg

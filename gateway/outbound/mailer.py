@@ -9,7 +9,7 @@ auto-responder builds with us, it runs dry after a few mails.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from sqlmodel import Session
@@ -69,6 +69,7 @@ class Mailer:
         references: list[str] | None = None,
         automatic: bool = True,
         agent_id: int | None = None,
+        files: Sequence[tuple[str, str, bytes]] = (),
     ) -> OutboundMessage | None:
         """The queued row, or None when the hourly cap on automatic mail holds it back."""
         to_address = to_address.strip().lower()
@@ -97,6 +98,7 @@ class Mailer:
             in_reply_to=in_reply_to,
             references=references,
             automatic=automatic,
+            attachments=files,
         )
         raw = self.sign(ws, sender, msg.as_bytes(policy=msg.policy.clone(linesep="\r\n")))
         row = OutboundMessage(
