@@ -25,7 +25,7 @@ from datetime import timedelta
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from gateway.intake import NewFile
+from gateway.intake import REOPENED_BY_REPLY, NewFile
 from gateway.outbound.mailer import Mailer
 from storage.blobs import BlobStore
 from storage.models import (
@@ -40,6 +40,7 @@ from storage.models import (
     Notification,
     OutboundMessage,
     Ticket,
+    TicketParticipant,
     Workspace,
     utcnow,
 )
@@ -94,6 +95,27 @@ class AgentActions:
     def note(self, s: Session, ticket: Ticket, agent: Agent, body: str, *,
              files: Sequence[NewFile] = ()) -> Comment:
         return self.reply(s, ticket, agent, body, files=files, internal=True)
+
+    def accept_held(self, s: Session, ticket: Ticket, agent: Agent, comment: Comment) -> Comment:
+        """A reply held for review becomes the customer's public reply, as if it had been
+        verified: it reopens a Resolved or Waiting ticket, and its sender joins the ticket's
+        participants so their next reply is accepted without review."""
+        self._same_workspace(ticket, agent)
+        if comment.ticket_id != ticket.id or not comment.held_reason:
+            raise ActionError("only a reply held for review can be accepted")
+        comment.internal, comment.held_reason = False, None
+        comment.author_kind = "customer"
+        s.add(comment)
+        contact = s.get(Contact, ticket.contact_id)
+        if comment.author_email and contact is not None and comment.author_email != contact.email:
+            if comment.author_email not in {p.email for p in self.store.participants(s, ticket.id)}:  # type: ignore[arg-type]
+                s.add(TicketParticipant(ticket_id=ticket.id, email=comment.author_email,
+                                        name=comment.author_name))
+        if ticket.status in REOPENED_BY_REPLY:
+            ticket.status, ticket.resolved_at = "open", None
+        ticket.updated_at = utcnow()
+        s.add(ticket)
+        return comment
 
     def _add_files(self, s: Session, ticket: Ticket, comment: Comment,
                    files: Sequence[NewFile]) -> list[Attachment]:

@@ -399,6 +399,24 @@ async def availability(request: Request, caller: Caller) -> Response:
     return JSONResponse(await asyncio.to_thread(put))
 
 
+@agent_api
+async def accept_comment(request: Request, caller: Caller) -> Response:
+    """A reply held for review (an unknown sender, a failed DKIM check) made the customer's."""
+    def post() -> dict:
+        with services_of(request).store.tx() as s:
+            t = _ticket(s, caller, request.path_params["ref"])
+            comment = s.get(Comment, request.path_params["id"])
+            if comment is None or comment.ticket_id != t.id:
+                raise not_found("comment")
+            if not comment.held_reason:
+                raise ApiError(409, "only a reply held for review can be accepted")
+            agent = s.get(Agent, caller.agent.id)
+            actions(request).accept_held(s, t, agent, comment)  # type: ignore[arg-type]
+            return {"id": comment.id, "internal": comment.internal,
+                    "author_kind": comment.author_kind, "status": t.status}
+    return JSONResponse(await asyncio.to_thread(post))
+
+
 async def openapi_json(request: Request) -> Response:
     return JSONResponse(openapi())
 
@@ -411,6 +429,8 @@ routes = [
     Route("/api/agent/tickets/{ref}/replies", replies, methods=["POST"]),
     Route("/api/agent/tickets/{ref}/status", change, methods=["POST"]),
     Route("/api/agent/tickets/{ref}/attachments/{id:int}", attachment, methods=["GET"]),
+    Route("/api/agent/tickets/{ref}/comments/{id:int}/accept", accept_comment,
+          methods=["POST"]),
     Route("/api/agent/notifications", notifications, methods=["GET"]),
     Route("/api/agent/notifications/{id:int}/read", notification_read, methods=["POST"]),
     Route("/api/agent/me", me, methods=["GET"]),

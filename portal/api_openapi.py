@@ -152,6 +152,12 @@ PATHS = {
         "parameters": [_TICKET_REF, _ID],
         "get": {"summary": "a file of the ticket, as a download",
                 "responses": {"200": {"description": "the bytes"}, **_ERRORS}}},
+    "/api/agent/tickets/{ref}/comments/{id}/accept": {
+        "parameters": [_TICKET_REF, _ID],
+        "post": {"summary": "make a reply held for review the customer's public reply",
+                 "responses": {**_ok("the comment", _obj(id=_I, internal=_B, author_kind=_S,
+                                                          status=_S)),
+                               "409": {**_ERROR, "description": "not a held reply"}}}},
     "/api/agent/notifications": {"get": {
         "summary": "the caller's notifications, newest first",
         "parameters": [_query("unread", "true: only unread"), _query("limit", "at most 200", _I)],

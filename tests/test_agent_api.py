@@ -116,7 +116,8 @@ API_CALLS = [
     ("GET", "/api/agent/tickets"), ("GET", "/api/agent/tickets/TKT-0001"),
     ("PATCH", "/api/agent/tickets/TKT-0001"), ("POST", "/api/agent/tickets/TKT-0001/replies"),
     ("POST", "/api/agent/tickets/TKT-0001/status"),
-    ("GET", "/api/agent/tickets/TKT-0001/attachments/1"), ("GET", "/api/agent/notifications"),
+    ("GET", "/api/agent/tickets/TKT-0001/attachments/1"),
+    ("POST", "/api/agent/tickets/TKT-0001/comments/1/accept"), ("GET", "/api/agent/notifications"),
     ("POST", "/api/agent/notifications/1/read"), ("GET", "/api/agent/me"),
     ("PUT", "/api/agent/me/availability"), ("GET", "/api/agent/workspace"),
     ("PATCH", "/api/agent/workspace"), ("POST", "/api/agent/workspace/addresses"),
@@ -546,3 +547,32 @@ def test_cli_agent_works_a_mailed_ticket_through_the_running_gateway(tmp_path, d
         api.close()
     finally:
         stop_gateway(running)
+
+
+def test_a_held_reply_accepted_becomes_the_customers_and_its_sender_a_participant(services, two):
+    acme, globex = two
+    ticket = mail_ticket(services)
+    conf = next(m for m in services.store.outbox(ticket_id=ticket.id)
+                if m.kind == "customer/ticket_received")
+    held = deliver(services, customer_mail(f"Re: [{ticket.reference}] Printer is on fire",
+                                           "I am Jane's colleague: it is out now.",
+                                           sender="Ken <ken@customer.test>",
+                                           In_Reply_To=f"<{conf.message_id}>"),
+                   mail_from="ken@customer.test")
+    assert "held as internal note" in held.reason
+    [comment] = [c for c in acme.get(f"/api/agent/tickets/{ticket.reference}").json()["comments"]
+                 if c["held_reason"]]
+    path = f"/api/agent/tickets/{ticket.reference}/comments/{comment['id']}/accept"
+    assert globex.post(path).status_code == 404  # another workspace reaches nothing
+    r = acme.post(path)
+    assert r.status_code == 200 and r.json()["internal"] is False
+    assert r.json()["author_kind"] == "customer"
+    assert acme.post(path).status_code == 409  # once
+    detail = acme.get(f"/api/agent/tickets/{ticket.reference}").json()
+    assert "ken@customer.test" in [p["email"] for p in detail["participants"]]
+    again = deliver(services, customer_mail(f"Re: [{ticket.reference}] Printer is on fire",
+                                            "And now it works again.",
+                                            sender="Ken <ken@customer.test>",
+                                            In_Reply_To=f"<{conf.message_id}>"),
+                    mail_from="ken@customer.test")
+    assert again.reason.startswith("reply on")  # accepted without review from now on

@@ -466,3 +466,27 @@ def test_duration_reads_naturally():
     assert duration(timedelta(hours=2, minutes=5)) == "2 h 5 min"
     assert duration(timedelta(days=3, hours=4, minutes=9)) == "3 d 4 h"
     assert duration(None) == ""
+
+
+def test_a_held_reply_is_accepted_from_the_console(app, services):
+    ticket = mail_ticket(services)
+    conf = next(m for m in services.store.outbox(ticket_id=ticket.id)
+                if m.kind == "customer/ticket_received")
+    row = deliver(services, customer_mail(f"Re: [{ticket.reference}] Printer is on fire",
+                                          "Jane's colleague here: it is out.",
+                                          sender="Ken <ken@customer.test>",
+                                          In_Reply_To=f"<{conf.message_id}>"),
+                  mail_from="ken@customer.test")
+    assert row.reason.startswith("held as internal note")
+    c = logged_in(app, "alex@acme.test")
+    page = c.get("/console/tickets/TKT-0001").text
+    assert "Held for review" in page and "Accept as the customer's reply" in page
+    with services.store.read() as s:
+        held = s.exec(select(Comment).where(Comment.ticket_id == ticket.id)).one()
+    path = f"/console/tickets/TKT-0001/comments/{held.id}/accept"
+    assert c.post(path, data={}).status_code == 403  # CSRF, as everywhere
+    r = c.post(path, data={"csrf_token": csrf_of(c, "/console/tickets/TKT-0001")})
+    assert r.status_code == 303
+    with services.store.read() as s:
+        after = s.get(Comment, held.id)
+    assert (after.internal, after.held_reason, after.author_kind) == (False, None, "customer")

@@ -28,7 +28,15 @@ from portal.console.common import (
     services_of,
 )
 from portal.downloads import download
-from storage.models import PRIORITIES, STATUS_LABELS, TICKET_STATUSES, Agent, Attachment, Ticket
+from storage.models import (
+    PRIORITIES,
+    STATUS_LABELS,
+    TICKET_STATUSES,
+    Agent,
+    Attachment,
+    Comment,
+    Ticket,
+)
 
 REFERENCE = re.compile(r"^(?:TKT-)?(\d{1,9})$", re.IGNORECASE)
 FILTERS = ("status", "channel", "assignee", "q")
@@ -153,6 +161,23 @@ async def update(request: Request, ctx: Ctx) -> Response:
 
 
 @console_page
+async def accept(request: Request, ctx: Ctx) -> Response:
+    """A held reply accepted as the customer's (see AgentActions.accept_held)."""
+    svc = services_of(request)
+
+    def post() -> str:
+        with svc.store.tx() as s:
+            t = find_ticket(s, ctx, request.path_params["ref"])
+            comment = s.get(Comment, request.path_params["id"])
+            if comment is None or comment.ticket_id != t.id or not comment.held_reason:
+                raise ApiError(404, "No such held reply on this ticket.")
+            actions(request).accept_held(s, t, s.get(Agent, ctx.agent.id), comment)  # type: ignore[arg-type]
+            return t.reference
+    ref = await asyncio.to_thread(post)
+    return redirect(f"/console/tickets/{ref}?done=accepted#c{request.path_params['id']}")
+
+
+@console_page
 async def attachment(request: Request, ctx: Ctx) -> Response:
     """The file as a download, never rendered in the console's origin (an SVG may hold script)."""
     svc = services_of(request)
@@ -176,4 +201,5 @@ routes = [
     Route("/console/tickets/{ref}/reply", reply, methods=["POST"]),
     Route("/console/tickets/{ref}/update", update, methods=["POST"]),
     Route("/console/tickets/{ref}/attachments/{id:int}", attachment, methods=["GET"]),
+    Route("/console/tickets/{ref}/comments/{id:int}/accept", accept, methods=["POST"]),
 ]
