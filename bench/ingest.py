@@ -1,6 +1,7 @@
 """Ingest speed over SMTP: `serve` against null aiosmtpd sinks measured in the same run.
 
     .venv/bin/python bench/ingest.py [--db sqlite|postgres] [--count 2000] [--connections 8]
+                                     [--worker]
 
 The same mixed mail (new tickets, threaded replies, some attachments) goes, one message per
 connection over 8 concurrent connections, to: a null sink (answers 250, keeps nothing), a sink
@@ -188,7 +189,8 @@ def postgres_schema(url: str):
 
 
 @contextlib.contextmanager
-def gateway(data: Path, database_url: str):
+def gateway(data: Path, database_url: str, separate_worker: bool = False):
+    """`serve --demo`; with `separate_worker`, `serve --no-worker` and a `workestra worker`."""
     smtp_port, http_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKESTRA_")}
     env.update(WORKESTRA_DATA_DIR=str(data), DATABASE_URL=database_url,
@@ -196,19 +198,26 @@ def gateway(data: Path, database_url: str):
     log = (data.parent / "serve.log").open("ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve", "--demo", "--host", "127.0.0.1",
-         "--smtp-port", str(smtp_port), "--http-port", str(http_port)],
+         "--smtp-port", str(smtp_port), "--http-port", str(http_port),
+         *(["--no-worker"] if separate_worker else [])],
         env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    procs = [proc]
     try:
         wait_port(smtp_port, proc)
         wait_port(http_port, proc)
+        if separate_worker:
+            procs.append(subprocess.Popen([sys.executable, "-m", "gateway", "worker"], env=env,
+                                          cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
         yield smtp_port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
         log.close()
 
 
@@ -242,12 +251,13 @@ def percentile(values: list[float], p: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1]
 
 
-def bench(db: str, count: int, connections: int, pg_url: str) -> None:
+def bench(db: str, count: int, connections: int, pg_url: str, separate_worker: bool) -> None:
     mails = make_mails(count)
     ids = [message_id(raw) for _, raw in mails]
     size = sum(len(raw) for _, raw in mails)
     print(f"{count} mails ({size / count / 1024:.1f} KiB mean), {connections} connections, "
-          f"one message per connection, {os.cpu_count()} CPUs, database {db}")
+          f"one message per connection, {os.cpu_count()} CPUs, database {db}, "
+          + ("serve --no-worker + worker" if separate_worker else "one serve process"))
     with tempfile.TemporaryDirectory(prefix="workestra-bench-") as tmp:
         root = Path(tmp)
         rates = {}
@@ -266,7 +276,7 @@ def bench(db: str, count: int, connections: int, pg_url: str) -> None:
                 engine_url = "postgresql+psycopg://" + url.split("://", 1)[1]
             else:
                 url = engine_url = f"sqlite:///{data / 'workestra.db'}"
-            port = stack.enter_context(gateway(data, url))
+            port = stack.enter_context(gateway(data, url, separate_worker))
             start, end, answered = send_all(port, mails, connections)
             engine = create_engine(engine_url)
             processed = wait_processed(engine, count)
@@ -289,6 +299,8 @@ def main() -> None:
     p.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     p.add_argument("--count", type=int, default=2000)
     p.add_argument("--connections", type=int, default=8)
+    p.add_argument("--worker", action="store_true",
+                   help="serve --no-worker beside a separate `workestra worker` process")
     p.add_argument("--postgres-url", default=os.environ.get("WORKESTRA_TEST_POSTGRES",
                                                             DEFAULT_PG))
     p.add_argument("--sink", choices=("null", "fsync"), help=argparse.SUPPRESS)
@@ -298,7 +310,7 @@ def main() -> None:
     if args.sink:
         run_sink(args.sink, args.port, args.folder)
     else:
-        bench(args.db, args.count, args.connections, args.postgres_url)
+        bench(args.db, args.count, args.connections, args.postgres_url, args.worker)
 
 
 if __name__ == "__main__":
