@@ -9,8 +9,9 @@ Choices, so every channel behaves the same:
   chain. Participants get the customer's tracking link: they were CC'd on the request and see
   the same public conversation by mail anyway.
 - An internal note never causes mail.
-- Waiting sends nothing by itself: the agent's reply is the question, and a second mail saying
-  "we are waiting for you" would only repeat it. A customer reply reopens it (the intake).
+- Waiting asks the customer: one mail (`customer/waiting_on_you`) saying the ticket waits on
+  them, quoting the agent's latest public reply when that is the newest message. A customer
+  reply reopens it (the intake).
 - Resolving queues `customer/ticket_resolved` with the CSAT link once per resolution: only on
   the change into Resolved, never when the ticket is rated already (one rating per ticket),
   and not again within CSAT_GUARD of the last one, so status flapping sends one survey.
@@ -221,8 +222,27 @@ class AgentActions:
                 ticket.resolved_at = utcnow()
         else:
             ticket.resolved_at = None
+        if status == "waiting":
+            self._ask_customer(s, ticket, agent)
         return (status == "resolved" and previous != "resolved"
                 and self._send_csat(s, ticket, agent))
+
+    def _ask_customer(self, s: Session, ticket: Ticket, agent: Agent) -> None:
+        """Waiting means waiting on the customer: tell them, quoting the agent's last question."""
+        ws = s.get(Workspace, ticket.workspace_id)
+        contact = s.get(Contact, ticket.contact_id)
+        assert ws is not None and contact is not None
+        latest = s.exec(select(Comment).where(
+            Comment.ticket_id == ticket.id, Comment.internal == False)  # noqa: E712
+            .order_by(Comment.created_at.desc(), Comment.id.desc())).first()  # type: ignore[union-attr]
+        question = latest if latest is not None and latest.author_kind == "agent" else None
+        in_reply_to, references = self.thread_of(s, ticket)
+        self.mailer.queue(
+            s, ws, kind="customer/waiting_on_you", to_name=contact.name,
+            to_address=contact.email, ticket=ticket, in_reply_to=in_reply_to,
+            references=references, automatic=False, agent_id=agent.id,
+            context={"customer_name": contact.name, "agent": agent, "question": question,
+                     "tracking_url": self.mailer.tracking_url(ws, ticket, contact.email)})
 
     def _send_csat(self, s: Session, ticket: Ticket, agent: Agent) -> bool:
         """Not automatic mail: an agent's decision causes it, so the loop cap must not eat it."""

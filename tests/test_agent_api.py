@@ -359,14 +359,20 @@ def test_resolving_sends_the_csat_mail_once(services, two):
     assert len(resolved_mails()) == 1
 
 
-def test_waiting_mails_nothing_and_closed_needs_no_survey(services, two):
+def test_waiting_asks_the_customer_and_closed_needs_no_survey(services, two):
     acme, _ = two
     ticket = mail_ticket(services)
+    acme.post(f"/api/agent/tickets/{ticket.reference}/replies",
+              json={"body": "Which floor is the printer on?"})
     before = len(services.store.outbox(ticket_id=ticket.id))
     for status in ("in_progress", "waiting", "closed"):
         r = acme.post(f"/api/agent/tickets/{ticket.reference}/status", json={"status": status})
         assert r.status_code == 200 and r.json()["status"] == status
-    assert len(services.store.outbox(ticket_id=ticket.id)) == before
+    [ask] = services.store.outbox(ticket_id=ticket.id)[before:]  # waiting asked; closed did not
+    assert ask.kind == "customer/waiting_on_you" and ask.rcpt_to == "jane@customer.test"
+    msg = parsed(ask.raw)
+    assert "Waiting for your reply" in str(msg["Subject"]) and msg["In-Reply-To"]
+    assert "Which floor is the printer on?" in text_of(msg)
     bad = acme.post(f"/api/agent/tickets/{ticket.reference}/status", json={"status": "done"})
     assert bad.status_code == 422 and "in_progress" in bad.json()["error"]
 

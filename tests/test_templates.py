@@ -24,6 +24,7 @@ from tests.conftest import make_settings
 CUSTOMER = "jane@customer.test"
 URL = re.compile(r"https?://[^\s\"'<>]+")
 KINDS = sorted(["customer/ticket_received", "customer/tracking_link", "customer/agent_reply",
+                "customer/waiting_on_you",
                 "customer/ticket_resolved", "agent/ticket_assigned", "agent/ticket_created",
                 "agent/customer_replied"])
 
@@ -77,6 +78,7 @@ def contexts(svc: Services, ws: Workspace, *, subject: str = "Printer is on fire
         "customer/tracking_link": customer,  # portal.tracking._queue_link
         "customer/agent_reply": reply_ctx,
         "customer/ticket_resolved": {"customer_name": name, "feedback_url": feedback},
+        "customer/waiting_on_you": {**customer, "agent": agent, "question": reply},
         "agent/ticket_assigned": to_agent,  # intake._notify
         "agent/ticket_created": to_agent,
         "agent/customer_replied": {**to_agent, "comment": said, "reopened": True},

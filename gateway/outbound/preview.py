@@ -94,7 +94,7 @@ def _context(kind: str, ws: Workspace, s: Sample, settings: Settings, mailer: Ma
         "customer_name": s.contact.name, "customer_email": s.contact.email,
         "comment": s.agent_reply if customer_side else s.customer_reply, "reopened": False,
         "attachments": s.attachments, "history": s.history,
-        "tracking_url": tracking, "feedback_url": feedback,
+        "tracking_url": tracking, "feedback_url": feedback, "question": s.agent_reply,
     }
 
 
