@@ -43,8 +43,11 @@ class Mailer:
             callback()
 
     def sender_address(self, s: Session, ws: Workspace) -> str:
-        addresses = self.store.support_addresses(s, ws.id)  # type: ignore[arg-type]
-        return addresses[0] if addresses else f"support@{ws.slug}.invalid"
+        cache = s.info.setdefault("sender_address", {})  # per transaction: a batch asks often
+        if ws.id not in cache:
+            addresses = self.store.support_addresses(s, ws.id)  # type: ignore[arg-type]
+            cache[ws.id] = addresses[0] if addresses else f"support@{ws.slug}.invalid"
+        return cache[ws.id]
 
     def tracking_url(self, ws: Workspace, ticket: Ticket, email: str) -> str:
         token = tracking_token(self.settings.secret_key, ticket.id, email)  # type: ignore[arg-type]
@@ -113,7 +116,10 @@ class Mailer:
     def hourly_limit(self, s: Session, ws: Workspace, to_address: str) -> int:
         """Customers and strangers: the loop brake. The workspace's own agents get a wider one:
         a busy queue sends them many notifications, and their auto-replies are ignored."""
-        if self.store.agent_by_email(s, ws.id, to_address) is not None:  # type: ignore[arg-type]
+        cache = s.info.setdefault("agent_emails", {})  # per transaction
+        if ws.id not in cache:
+            cache[ws.id] = {a.email for a in self.store.agents(s, ws.id)}  # type: ignore[arg-type]
+        if to_address in cache[ws.id]:
             return self.settings.agent_mail_per_hour
         return self.settings.auto_mail_per_hour
 

@@ -20,7 +20,10 @@ def backoff(attempt: int, base: float = 5.0, cap: float = 600.0) -> timedelta:
 
 class OutboxWorker:
     def __init__(self, store: Store, transport: Transport, *, max_attempts: int = 8,
-                 backoff_base: float = 5.0, poll_interval: float = 1.0) -> None:
+                 backoff_base: float = 5.0, poll_interval: float = 1.0, batch: int = 100,
+                 connections: int = 20) -> None:
+        self.batch = batch  # claimed, and recorded, in one transaction each
+        self.connections = connections  # open to the relay at once
         self.store = store
         self.transport = transport
         self.max_attempts = max_attempts
@@ -55,18 +58,20 @@ class OutboxWorker:
 
         The batch's results are recorded in one transaction: one commit, not one per mail.
         """
-        batch = await asyncio.to_thread(self.store.claim_outbound)
+        batch = await asyncio.to_thread(self.store.claim_outbound, limit=self.batch)
         if not batch:
             return 0
-        results = await asyncio.gather(*(self._deliver(m) for m in batch))
+        open_at_once = asyncio.Semaphore(self.connections)
+        results = await asyncio.gather(*(self._deliver(m, open_at_once) for m in batch))
         await asyncio.to_thread(self.store.record_deliveries, results)
         return len(batch)
 
-    async def _deliver(self, m: OutboundMessage) -> Delivery:
+    async def _deliver(self, m: OutboundMessage, open_at_once: asyncio.Semaphore) -> Delivery:
         name = f"{m.id:08d}-{m.kind.replace('/', '-')}"
         try:
             try:
-                answer = await self.transport.send(m.raw, m.mail_from, [m.rcpt_to], name)
+                async with open_at_once:
+                    answer = await self.transport.send(m.raw, m.mail_from, [m.rcpt_to], name)
             except DeliveryError:
                 raise
             except Exception as e:  # a full disk, a bug: retry with backoff, never silently
