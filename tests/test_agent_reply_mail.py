@@ -30,3 +30,24 @@ def test_the_reply_mail_carries_the_files_and_still_threads(services):
     [part] = list(msg.iter_attachments())
     assert part.get_filename() == "invoice 42.pdf" and part.get_content() == PDF
     assert msg["In-Reply-To"] and "Auto-Submitted" not in msg  # a person wrote it
+
+
+def test_names_subjects_and_filenames_outside_ascii_survive_the_trip():
+    from gateway.outbound.compose import compose
+    from gateway.outbound.render import Rendered
+
+    msg = compose(Rendered("[TKT-0042] Drucker brennt — Ärger", "Hallo Jürgen,\n\nerledigt.",
+                           "<p>Hallo Jürgen</p>"),
+                  from_name="Acme Süpport", from_address="support@acme.test",
+                  to_name="Jürgen Ödegaard", to_address="j@customer.test",
+                  message_id="m1@acme.test", loop_marker="workestra-x",
+                  attachments=[("Übersicht.pdf", "application/pdf", PDF)])
+    raw = msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+    assert raw.isascii()  # 7-bit clean on the wire
+    back = email.message_from_bytes(raw, policy=email.policy.default)
+    assert str(back["Subject"]) == "[TKT-0042] Drucker brennt — Ärger"
+    assert back["From"].addresses[0].display_name == "Acme Süpport"
+    assert back["To"].addresses[0].display_name == "Jürgen Ödegaard"
+    assert "Hallo Jürgen," in back.get_body(("plain",)).get_content()
+    [part] = list(back.iter_attachments())
+    assert part.get_filename() == "Übersicht.pdf" and part.get_content() == PDF

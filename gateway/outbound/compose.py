@@ -5,15 +5,22 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
-from email.headerregistry import Address as HeaderAddress
-from email.message import EmailMessage
-from email.utils import format_datetime
+from email import encoders
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import Message
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import format_datetime, formataddr
 
 from gateway.outbound.render import Rendered
 from storage.models import utcnow
 
 LOOP_HEADER = "X-Loop"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_QP = Charset("utf-8")
+_QP.body_encoding = _QP.header_encoding = QP  # readable: "[TKT-0042] Dr=C3=BCcker ..."
 
 
 def clean_header(value: str) -> str:
@@ -26,9 +33,21 @@ def new_message_id(domain: str) -> str:
     return f"{uuid.uuid4().hex}@{domain}"
 
 
-def _address(name: str, address: str) -> HeaderAddress:
-    local, _, domain = address.rpartition("@")
-    return HeaderAddress(display_name=clean_header(name), username=local, domain=domain)
+def _address(name: str, address: str) -> str:
+    """`Name <addr>`, the name RFC 2047-encoded when it is not ASCII."""
+    return formataddr((clean_header(name), address), charset="utf-8")
+
+
+def _text(value: str) -> str | Header:
+    value = clean_header(value)
+    return value if value.isascii() else Header(value, _QP)
+
+
+def _part(body: str, subtype: str) -> MIMEText:
+    part = MIMEText("", subtype, "utf-8")
+    part.replace_header("Content-Transfer-Encoding", "quoted-printable")
+    part.set_payload(_QP.body_encode(body.encode("utf-8")))
+    return part
 
 
 def compose(
@@ -45,12 +64,27 @@ def compose(
     references: list[str] | None = None,
     automatic: bool = True,
     attachments: Sequence[tuple[str, str, bytes]] = (),
-) -> EmailMessage:
-    """A multipart/alternative message, text first (RFC 2046: the preferred part comes last)."""
-    msg = EmailMessage()
+) -> Message:
+    """multipart/alternative, text first (RFC 2046: the preferred part comes last), inside
+    multipart/mixed when files come along. Built on the compat32 classes: the default policy's
+    header objects cost about 1.5 ms a mail, and every header here is one we write ourselves."""
+    alternative = MIMEMultipart("alternative", _subparts=[
+        _part(rendered.text, "plain"), _part(rendered.html, "html")])
+    if attachments:
+        msg: Message = MIMEMultipart("mixed", _subparts=[alternative])
+        for filename, content_type, data in attachments:
+            maintype, _, subtype = content_type.partition("/")
+            file = MIMEBase(maintype or "application", subtype or "octet-stream")
+            file.set_payload(data)
+            encoders.encode_base64(file)
+            file.add_header("Content-Disposition", "attachment",
+                            filename=("utf-8", "", clean_header(filename) or "file"))
+            msg.attach(file)
+    else:
+        msg = alternative
     msg["From"] = _address(from_name, from_address)
     msg["To"] = _address(to_name, to_address)
-    msg["Subject"] = clean_header(rendered.subject)
+    msg["Subject"] = _text(rendered.subject)
     msg["Date"] = format_datetime(utcnow())
     msg["Message-ID"] = f"<{message_id}>"
     if reply_to:
@@ -63,11 +97,4 @@ def compose(
     if automatic:
         msg["Auto-Submitted"] = "auto-replied"  # RFC 3834 section 5
     msg[LOOP_HEADER] = loop_marker  # the inbound side recognises its own mail by it
-    msg.set_content(rendered.text)
-    msg.add_alternative(rendered.html, subtype="html")
-    for filename, content_type, data in attachments:  # the message becomes multipart/mixed
-        maintype, _, subtype = content_type.partition("/")
-        msg.add_attachment(data, maintype=maintype or "application",
-                           subtype=subtype or "octet-stream",
-                           filename=clean_header(filename) or "file")
     return msg
