@@ -8,19 +8,25 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from gateway.services import Services
-from portal import api_agent, feedback, home, kb_search, public_api, submit, tracking, uploads
+from portal import (
+    api_agent,
+    feedback,
+    health,
+    home,
+    kb_search,
+    public_api,
+    submit,
+    tracking,
+    uploads,
+)
 from portal.console import routes as console_routes
 from portal.pages import not_found
 
 STATIC = Path(__file__).resolve().parent / "static"
-
-
-async def healthz(request: Request) -> Response:
-    return PlainTextResponse("ok")
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -41,7 +47,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def create_app(services: Services) -> Starlette:
     app = Starlette(
         routes=[
-            Route("/healthz", healthz),
+            *health.routes,
             *home.routes,
             *tracking.routes,
             *submit.routes,
@@ -56,4 +62,6 @@ def create_app(services: Services) -> Starlette:
         exception_handlers={404: _not_found, HTTPException: _http_error},
     )
     app.state.services = services
+    app.state.metrics = health.Metrics(services.store)
+    app.add_middleware(health.LatencyMiddleware, metrics=app.state.metrics)
     return app

@@ -1,0 +1,120 @@
+"""Health for orchestrators and Prometheus: /healthz (the process answers), /readyz (the
+database answers too), /metrics (mail in by outcome, tickets, the outbox, request latency).
+
+Counts of mail and tickets are read from the database at scrape time, so every process of a
+deployment reports the same totals; request latency is this process's own histogram.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from sqlalchemy import func
+from sqlmodel import select
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from storage.models import InboundMessage, OutboundMessage, Ticket, Workspace
+from storage.store import Store
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class StoreCollector:
+    """Totals from the store, computed when Prometheus scrapes."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self):
+        with self.store.read() as s:
+            inbound = s.exec(select(InboundMessage.outcome, func.count())
+                             .where(InboundMessage.state == "done")
+                             .group_by(InboundMessage.outcome)).all()
+            pending = s.exec(select(func.count()).select_from(InboundMessage)
+                             .where(InboundMessage.state == "received")).one()
+            tickets = s.exec(select(func.count()).select_from(Ticket)).one()
+            outbox = s.exec(select(OutboundMessage.state, func.count())
+                            .group_by(OutboundMessage.state)).all()
+        mail = CounterMetricFamily("workestra_inbound_messages", "Mail received, by outcome",
+                                   labels=["outcome"])
+        for outcome, n in inbound:
+            mail.add_metric([outcome or "unknown"], n)
+        yield mail
+        yield GaugeMetricFamily("workestra_inbound_pending", "Mail spooled, not yet processed",
+                                value=pending)
+        yield CounterMetricFamily("workestra_tickets_created", "Tickets created", value=tickets)
+        states = dict(outbox)
+        yield GaugeMetricFamily("workestra_outbox_depth", "Mail waiting to be delivered",
+                                value=states.get("queued", 0))
+        out = CounterMetricFamily("workestra_outbound_messages", "Mail sent, by final state",
+                                  labels=["state"])
+        for state in ("sent", "failed", "bounced"):
+            out.add_metric([state], states.get(state, 0))
+        yield out
+
+
+class Metrics:
+    """This process's registry: the store's totals and the request latency histogram."""
+
+    def __init__(self, store: Store) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(StoreCollector(store))
+        self.latency = Histogram("workestra_http_request_seconds", "HTTP request latency",
+                                 ["method", "route"], registry=self.registry)
+
+
+class LatencyMiddleware:
+    """Times every HTTP request by its route's path template (never the raw path: tokens)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            route = scope.get("route")
+            name = getattr(route, "path", "unmatched")
+            self.metrics.latency.labels(scope["method"], name).observe(
+                time.perf_counter() - start)
+
+
+async def healthz(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+async def readyz(request: Request) -> Response:
+    store: Store = request.app.state.services.store
+
+    def ping() -> None:  # a real table: a reachable server with the wrong schema is not ready
+        with store.read() as s:
+            s.exec(select(Workspace.id).limit(1)).first()
+    try:
+        await asyncio.wait_for(asyncio.to_thread(ping), timeout=5)
+    except Exception as e:  # any failure to reach the database means: send no traffic here
+        return PlainTextResponse(f"database unavailable: {type(e).__name__}", status_code=503)
+    return PlainTextResponse("ready")
+
+
+async def metrics(request: Request) -> Response:
+    registry = request.app.state.metrics.registry
+    body = await asyncio.to_thread(generate_latest, registry)
+    return Response(body, media_type=CONTENT_TYPE)
+
+
+routes = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+]
