@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import ssl
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,7 @@ class Settings:
     http_port: int = 8000
     max_message_size: int = 40 * 1024 * 1024
     outbox_max_attempts: int = 8
+    smtp_tls: tuple[str, str] | None = None  # (certificate chain, key) files: offer STARTTLS
     auto_mail_per_hour: int = 5
     agent_mail_per_hour: int = 120
     dkim: DkimKey | None = None
@@ -102,6 +104,20 @@ def parse_relay(value: str) -> Relay:
     return Relay(parts.hostname, port, security,
                  unquote(parts.username) if parts.username else None,
                  unquote(parts.password) if parts.password else None, ca)
+
+
+def _smtp_tls(env: dict[str, str]) -> tuple[str, str] | None:
+    cert, key = env.get("WORKESTRA_SMTP_TLS_CERT"), env.get("WORKESTRA_SMTP_TLS_KEY")
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise SettingError("WORKESTRA_SMTP_TLS_CERT and WORKESTRA_SMTP_TLS_KEY go together")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as e:
+        raise SettingError(f"WORKESTRA_SMTP_TLS_CERT: cannot use {cert} with {key}: "
+                           f"{getattr(e, 'strerror', None) or e}") from None
+    return cert, key
 
 
 def _dkim_key(env: dict[str, str]) -> DkimKey | None:
@@ -214,4 +230,5 @@ def load_settings(
         auto_mail_per_hour=int(caps["WORKESTRA_AUTO_MAIL_PER_HOUR"]),
         agent_mail_per_hour=int(caps["WORKESTRA_AGENT_MAIL_PER_HOUR"]),
         dkim=_dkim_key(env),
+        smtp_tls=_smtp_tls(env),
     )

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import signal
 import socket
+import ssl
 
 import sqlalchemy.exc
 import uvicorn
@@ -53,6 +54,14 @@ class _PortalServer(uvicorn.Server):
         yield
 
 
+def _tls(settings: Settings) -> ssl.SSLContext | None:
+    if settings.smtp_tls is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*settings.smtp_tls)
+    return context
+
+
 async def serve(settings: Settings, *, demo: bool = False, worker: bool = True) -> None:
     """SMTP and the portal; with `worker`, the background work too (gateway/worker.py)."""
     try:
@@ -73,9 +82,11 @@ async def serve(settings: Settings, *, demo: bool = False, worker: bool = True) 
     smtp_socket = _listen(settings.host, settings.smtp_port, "SMTP")
     http_socket = _listen(settings.host, settings.http_port, "HTTP")
     smtp = await loop.create_server(
-        smtp_factory(handler, hostname=settings.host, data_size_limit=settings.max_message_size),
+        smtp_factory(handler, hostname=settings.host, data_size_limit=settings.max_message_size,
+                     tls=_tls(settings)),
         sock=smtp_socket)
-    log.info("SMTP listening on %s:%s", settings.host, settings.smtp_port)
+    log.info("SMTP listening on %s:%s%s", settings.host, settings.smtp_port,
+             " (STARTTLS offered)" if settings.smtp_tls else "")
 
     portal = _PortalServer(uvicorn.Config(create_app(services), host=settings.host,
                                           port=settings.http_port, log_level="warning",

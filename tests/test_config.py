@@ -66,3 +66,11 @@ def test_relay_urls_carry_tls_and_credentials(value, relay):
 def test_an_unknown_relay_scheme_is_refused():
     with pytest.raises(SettingError, match="smtp\\+starttls://"):
         parse_relay("http://mail.example.com")
+
+
+def test_smtp_tls_needs_both_files_and_readable_ones(tmp_path):
+    with pytest.raises(SettingError, match="go together"):
+        load_settings({"WORKESTRA_SMTP_TLS_CERT": "/x.pem"}, data_dir=str(tmp_path))
+    with pytest.raises(SettingError, match="cannot use"):
+        load_settings({"WORKESTRA_SMTP_TLS_CERT": "/nonexistent.pem",
+                       "WORKESTRA_SMTP_TLS_KEY": "/nonexistent.key"}, data_dir=str(tmp_path))

@@ -61,3 +61,30 @@ def test_one_message_for_two_workspaces_is_split_by_the_sender(gateway, sink):
         s.sendmail("jane@customer.test", ["help@globex.test"], msg.as_bytes())
     sink.wait_for(lambda m: "Acme" in str(m["From"]) and "jane" in str(m["To"]))
     sink.wait_for(lambda m: "Globex" in str(m["From"]) and "jane" in str(m["To"]))
+
+
+def test_smtp_offers_starttls_with_a_configured_certificate(tmp_path, sink):
+    import ssl
+
+    from tests.test_outbox import _self_signed
+
+    cert, key = _self_signed(tmp_path)
+    running = start_gateway(tmp_path, f"sqlite:///{tmp_path / 'data' / 'workestra.db'}",
+                            sink.port, {"WORKESTRA_SMTP_TLS_CERT": cert,
+                                        "WORKESTRA_SMTP_TLS_KEY": key})
+    try:
+        with smtplib.SMTP("127.0.0.1", running.smtp_port, timeout=30) as s:
+            s.ehlo()
+            assert s.has_extn("starttls")
+            s.starttls(context=ssl.create_default_context(cafile=cert))
+            s.ehlo()
+            s.sendmail("jane@customer.test", ["support@acme.test"],
+                       customer_mail("Over TLS", "Encrypted in transit.").as_bytes())
+        sink.wait_for(lambda m: "Over TLS" in str(m["Subject"]))
+        with smtplib.SMTP("127.0.0.1", running.smtp_port, timeout=30) as s:  # not required
+            s.sendmail("bob@other.test", ["support@acme.test"],
+                       customer_mail("Plain", "Old server.", sender="bob@other.test").as_bytes())
+        sink.wait_for(lambda m: "Plain" in str(m["Subject"]))
+    finally:
+        stop_gateway(running)
+    assert "STARTTLS offered" in running.logs()

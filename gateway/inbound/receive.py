@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable
 
@@ -81,10 +82,12 @@ class ReceiveHandler:
         return f"250 2.0.0 OK queued as {inbound_id}"
 
 
-def smtp_factory(handler: ReceiveHandler, *, hostname: str, data_size_limit: int
-                 ) -> Callable[[], SMTP]:
-    """A protocol factory for loop.create_server; aiosmtpd answers 552 past the size limit."""
+def smtp_factory(handler: ReceiveHandler, *, hostname: str, data_size_limit: int,
+                 tls: ssl.SSLContext | None = None) -> Callable[[], SMTP]:
+    """A protocol factory for loop.create_server; aiosmtpd answers 552 past the size limit.
+    With `tls`, STARTTLS is offered (and not required: MX senders without TLS still deliver)."""
     def make() -> SMTP:
         return SMTP(handler, hostname=hostname, data_size_limit=data_size_limit,
-                    enable_SMTPUTF8=True, decode_data=False, ident="workestra ESMTP")
+                    enable_SMTPUTF8=True, decode_data=False, ident="workestra ESMTP",
+                    tls_context=tls, require_starttls=False)
     return make
