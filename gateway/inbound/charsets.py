@@ -79,7 +79,7 @@ def codec_name(charset: str) -> str:
         return ""
     try:
         return codecs.lookup(label).name
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a label with a NUL byte in it
         return ""
 
 
