@@ -6,8 +6,8 @@ Seeds the articles through the real schema (migrations and the index triggers), 
 500 suggestion queries as a customer types them (one to three words, the last one partial).
 The articles draw on a vocabulary of about 4,000 terms, so a query matches some articles, not
 all. The baseline, in the same run, is a plain substring scan (`LIKE '%word%'` on title and
-body, first five hits) over the same rows: what a search without an index costs. Prints p50/p99 for both and
-their ratio. Nothing is asserted.
+body, first five hits) over the same rows: what a search without an index costs. Prints
+p50/p99 for both and their ratio. Nothing is asserted.
 """
 
 from __future__ import annotations
