@@ -13,6 +13,7 @@ import logging
 from gateway.inbound.pipeline import Pipeline
 
 log = logging.getLogger("workestra.inbound")
+RETRY_AFTER = 2.0  # seconds before messages that met an unavailable store are tried again
 
 
 class Processor:
@@ -70,7 +71,8 @@ class Processor:
                 self._queued.difference_update(batch)
                 try:  # idempotent: an id queued twice is handled once
                     await asyncio.to_thread(self.pipeline.process_batch, batch)
-                except Exception:  # the store is away: the rows stay pending for the rescan
+                except Exception:  # the store is away: the rows stay pending for a rescan, soon
                     log.exception("inbound %s: store unavailable, retrying later", batch)
+                    next_scan = min(next_scan, loop.time() + RETRY_AFTER)
         finally:
             stopper.cancel()
