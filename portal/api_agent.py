@@ -38,7 +38,7 @@ from portal.api_auth import (
 )
 from portal.api_files import MAX_FILE_SIZE, MAX_FILES, check_file
 from portal.api_openapi import openapi
-from portal.downloads import download
+from portal.downloads import download, ticket_file
 from storage.models import (
     PRIORITIES,
     TICKET_STATUSES,
@@ -227,18 +227,15 @@ async def ticket(request: Request, caller: Caller) -> Response:
 async def attachment(request: Request, caller: Caller) -> Response:
     """The file itself; never rendered by the browser (an SVG could carry script)."""
     svc = services_of(request)
-
-    def load() -> tuple[Attachment, bytes]:
-        with svc.store.read() as s:
-            t = _ticket(s, caller, request.path_params["ref"])
-            a = s.get(Attachment, request.path_params["id"])
-            if a is None or a.ticket_id != t.id:
-                raise not_found("attachment")
-        try:
-            return a, svc.blobs.get(a.sha256)
-        except (OSError, ValueError):
-            raise ApiError(410, "the file's content is no longer stored") from None
-    return download(*await asyncio.to_thread(load))
+    try:
+        found = await asyncio.to_thread(
+            ticket_file, svc.store, svc.blobs,
+            lambda s: _ticket(s, caller, request.path_params["ref"]), request.path_params["id"])
+    except (OSError, ValueError):
+        raise ApiError(410, "the file's content is no longer stored") from None
+    if found is None:
+        raise not_found("attachment")
+    return download(*found)
 
 
 # -- replies and changes --------------------------------------------------------------------------

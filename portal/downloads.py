@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from collections.abc import Callable
 
+from sqlmodel import Session
 from starlette.responses import Response
 
-from storage.models import Attachment
+from storage.blobs import BlobStore
+from storage.models import Attachment, Ticket
+from storage.store import Store
 
 ATTACHMENT_CSP = "default-src 'none'; sandbox; frame-ancestors 'none'"
 
@@ -20,3 +24,15 @@ def download(att: Attachment, data: bytes) -> Response:
                                f"filename*=UTF-8''{quoted}",
         "X-Content-Type-Options": "nosniff", "Content-Security-Policy": ATTACHMENT_CSP,
         "Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer"})
+
+
+def ticket_file(store: Store, blobs: BlobStore, find_ticket: Callable[[Session], Ticket],
+                attachment_id: int) -> tuple[Attachment, bytes] | None:
+    """The attachment and its bytes, if it belongs to the ticket `find_ticket` allows; the
+    finder raises for a ticket the caller may not see. OSError when the bytes are gone."""
+    with store.read() as s:
+        ticket = find_ticket(s)
+        att = s.get(Attachment, attachment_id)
+        if att is None or att.ticket_id != ticket.id:
+            return None
+    return att, blobs.get(att.sha256)

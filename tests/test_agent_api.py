@@ -68,15 +68,20 @@ def give_key(services: Services, email_addr: str, key: str) -> int:
         return agent.id
 
 
-@pytest.fixture
-def two(services):
-    """acme (demo, Alex holds key-acme) and globex (Gina holds key-globex), and their apps."""
+def add_globex(services) -> None:
+    """A second workspace beside the demo's acme, with one agent, Gina."""
     with services.store.tx() as s:
         ws = Workspace(slug="globex", name="Globex")
         s.add(ws)
         s.flush()
         services.store.add_support_address(s, ws.id, "support@globex.test")
         s.add(Agent(workspace_id=ws.id, name="Gina", email="gina@globex.test"))
+
+
+@pytest.fixture
+def two(services):
+    """acme (demo, Alex holds key-acme) and globex (Gina holds key-globex), and their apps."""
+    add_globex(services)
     give_key(services, "alex@acme.test", "key-acme")
     give_key(services, "gina@globex.test", "key-globex")
     app = create_app(services)

@@ -25,7 +25,7 @@ from storage.models import (
     Workspace,
 )
 from tests.conftest import customer_mail
-from tests.test_agent_api import PNG
+from tests.test_agent_api import PNG, add_globex
 from tests.test_pipeline import deliver
 
 PASSWORD = "correct horse battery"
@@ -42,12 +42,7 @@ def set_password(services, email: str, password: str = PASSWORD) -> None:
 @pytest.fixture
 def app(services):
     """acme (demo: Alex, Sam) and globex (Gina), every agent with a console password."""
-    with services.store.tx() as s:
-        ws = Workspace(slug="globex", name="Globex")
-        s.add(ws)
-        s.flush()
-        services.store.add_support_address(s, ws.id, "support@globex.test")
-        s.add(Agent(workspace_id=ws.id, name="Gina", email="gina@globex.test"))
+    add_globex(services)
     for email in ("alex@acme.test", "sam@acme.test", "gina@globex.test"):
         set_password(services, email)
     return create_app(services)

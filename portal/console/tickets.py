@@ -27,13 +27,12 @@ from portal.console.common import (
     render,
     services_of,
 )
-from portal.downloads import download
+from portal.downloads import download, ticket_file
 from storage.models import (
     PRIORITIES,
     STATUS_LABELS,
     TICKET_STATUSES,
     Agent,
-    Attachment,
     Comment,
     Ticket,
 )
@@ -181,18 +180,15 @@ async def accept(request: Request, ctx: Ctx) -> Response:
 async def attachment(request: Request, ctx: Ctx) -> Response:
     """The file as a download, never rendered in the console's origin (an SVG may hold script)."""
     svc = services_of(request)
-
-    def load() -> tuple[Attachment, bytes]:
-        with svc.store.read() as s:
-            t = find_ticket(s, ctx, request.path_params["ref"])
-            a = s.get(Attachment, request.path_params["id"])
-            if a is None or a.ticket_id != t.id:
-                raise NotFound("attachment")
-        try:
-            return a, svc.blobs.get(a.sha256)
-        except (OSError, ValueError):
-            raise ApiError(410, "The file's content is no longer stored.") from None
-    return download(*await asyncio.to_thread(load))
+    try:
+        found = await asyncio.to_thread(
+            ticket_file, svc.store, svc.blobs,
+            lambda s: find_ticket(s, ctx, request.path_params["ref"]), request.path_params["id"])
+    except (OSError, ValueError):
+        raise ApiError(410, "The file's content is no longer stored.") from None
+    if found is None:
+        raise NotFound("attachment")
+    return download(*found)
 
 
 routes = [
