@@ -1,7 +1,7 @@
 """Who gets a new ticket: the workspace's assignment mode, decided under its row lock.
 
 Every intake of a workspace passes through the lock on its row (the ticket counter bump takes
-it; we take it again here so a caller without it is safe too), so concurrent intakes see each
+it; `lock_workspace` reads the row fresh under it), so concurrent intakes see each
 other's picks in commit order and round robin never hands two tickets to the same agent while
 another waits. Away agents (`available = False`) are skipped in every mode.
 """
@@ -47,18 +47,17 @@ def open_counts(s: Session, agent_ids: list[int]) -> dict[int, int]:
     return counts
 
 
-def next_assignee(s: Session, workspace_id: int) -> Agent | None:
+def next_assignee(s: Session, ws: Workspace) -> Agent | None:
     """The agent the next ticket goes to (None when the mode is off or everyone is away).
 
     round_robin: the next available agent after the last one picked, by agent id.
     least_open: the available agent with the fewest open tickets; ties go round robin, so
     agents with equal load still take turns.
-    The pick is recorded on the workspace in the caller's transaction.
+    `ws` must come from `lock_workspace` in this transaction. The pick is recorded on it.
     """
-    ws = lock_workspace(s, workspace_id)
     if ws.assignment_mode not in ("round_robin", "least_open"):
         return None
-    agents = list(s.exec(select(Agent).where(Agent.workspace_id == workspace_id, Agent.available)
+    agents = list(s.exec(select(Agent).where(Agent.workspace_id == ws.id, Agent.available)
                          .order_by(Agent.id)))
     if not agents:
         return None

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session
 
-from gateway.assignment import next_assignee
+from gateway.assignment import lock_workspace, next_assignee
 from gateway.outbound.mailer import Mailer
 from gateway.sentiment import sentiment
 from storage.blobs import BlobStore
@@ -75,15 +75,14 @@ class Intake:
     def open_ticket(self, s: Session, req: TicketRequest) -> Ticket:
         """Contact, number, assignment, sentiment, notifications and confirmation, atomically."""
         number = self.store.next_ticket_number(s, req.workspace_id)  # locks the workspace row
-        ws = s.get(Workspace, req.workspace_id, populate_existing=True)
-        assert ws is not None
+        ws = lock_workspace(s, req.workspace_id)  # and reads it fresh, under that lock
         contact = self.store.upsert_contact(s, ws.id, req.customer.email, req.customer.name)
         subject = " ".join(req.subject.split()) or "(no subject)"
         ticket = Ticket(
             workspace_id=ws.id, number=number, contact_id=contact.id, subject=subject[:500],
             description=req.description, channel=req.channel, type=req.type,
             sentiment=sentiment(subject, req.description), linked_ticket_id=req.linked_ticket_id)
-        assignee = self._next_assignee(s, ws)
+        assignee = next_assignee(s, ws)
         ticket.assignee_id = assignee.id if assignee else None
         s.add(ticket)
         s.flush()
@@ -97,10 +96,6 @@ class Intake:
                          context={"customer_name": contact.name,
                                   "customer_email": contact.email})
         return ticket
-
-    def _next_assignee(self, s: Session, ws: Workspace) -> Agent | None:
-        """The workspace's assignment mode decides (gateway/assignment.py), under its row lock."""
-        return next_assignee(s, ws.id)  # type: ignore[arg-type]
 
     def _confirm(self, s: Session, ws: Workspace, ticket: Ticket, contact: Contact,
                  chain: list[str]) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import defer
 from sqlmodel import Session, select
 
+from storage.blobs import BlobStore
 from storage.engine import READ_ONLY, is_postgres
 from storage.models import (
     Agent,
@@ -215,6 +216,13 @@ class Store:
         with self.read() as s:
             return s.get(InboundMessage, inbound_id)
 
+    def inbound_raw(self, inbound_id: int, blobs: BlobStore) -> bytes:
+        """A message's bytes as received: in its row, or in the blob store once moved there."""
+        row = self.inbound(inbound_id)
+        if row is None:
+            raise KeyError(inbound_id)
+        return row.raw if row.raw is not None else blobs.get(row.raw_sha256)
+
     def pending_inbound(self) -> list[int]:
         """Messages received but not yet given an outcome (e.g. after a crash), oldest first."""
         with self.read() as s:
@@ -291,11 +299,15 @@ class Store:
         return s.exec(select(OutboundMessage)
                       .where(OutboundMessage.message_id == message_id)).first()
 
-    def automatic_mail_count(self, s: Session, rcpt_to: str, within: timedelta) -> int:
-        """Automatic mails queued for one address lately: the loop brake counts these."""
-        return s.exec(select(func.count()).select_from(OutboundMessage).where(
+    def automatic_mail_count(self, s: Session, rcpt_to: str, within: timedelta,
+                             up_to: int) -> int:
+        """Automatic mails queued for one address lately, counted no further than `up_to`:
+        the loop brake only asks whether the cap is reached, and a busy agent's hour of
+        notifications need not be counted row by row on every new one."""
+        recent = (select(OutboundMessage.id).where(
             OutboundMessage.rcpt_to == rcpt_to.lower(), OutboundMessage.automatic,
-            OutboundMessage.created_at >= utcnow() - within)).one()
+            OutboundMessage.created_at >= utcnow() - within).limit(up_to).subquery())
+        return s.exec(select(func.count()).select_from(recent)).one()
 
     def delivery_attempts(self, outbound_id: int) -> list[DeliveryAttempt]:
         with self.read() as s:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import smtplib
 import threading
 import time
@@ -75,6 +76,8 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing_answered_250(tmp_path, 
             time.sleep(0.2)
         assert check.store.pending_inbound() == [], restarted.logs()[-3000:]
         rows = check.store.inbound_messages()
+        intact = [hashlib.sha256(check.store.inbound_raw(r.id, check.blobs)).hexdigest()
+                  == r.raw_sha256 for r in rows]  # each one's bytes kept, for a replay
         with check.store.read() as s:
             tickets = list(s.exec(select(Ticket)))
     finally:
@@ -87,10 +90,11 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing_answered_250(tmp_path, 
     by_id: dict[str | None, InboundMessage] = {r.message_id: r for r in rows}
     for mid in answered:
         row = by_id[mid]
-        assert (row.state, row.outcome, row.raw) == ("done", "new_ticket", None), row
+        assert (row.state, row.outcome) == ("done", "new_ticket"), row
     # Anything recorded at all (answered or cut off before the 250) is finished, once.
     assert all(r.state == "done" and r.outcome == "new_ticket" for r in rows)
     assert max(per_id.values()) == 1
+    assert all(intact)
     subjects = Counter(t.subject for t in tickets)
     assert max(subjects.values()) == 1
     assert len(tickets) == len(rows)

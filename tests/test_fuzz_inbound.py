@@ -79,4 +79,5 @@ def test_every_hostile_message_ends_in_one_outcome(services, raws):
         row = services.store.inbound(inbound_id)
         assert row.state == "done" and row.outcome in ("new_ticket", "comment", "ignored",
                                                        "failed")
-        assert row.reason and services.blobs.get(row.raw_sha256) == raw  # kept for a replay
+        assert row.reason  # and the bytes are kept for a replay:
+        assert services.store.inbound_raw(row.id, services.blobs) == raw

@@ -64,7 +64,7 @@ def test_malformed_mail_is_recorded_kept_and_never_stops_the_server(gateway):
             assert row.reason
         for raw, row in zip(raws, rows, strict=False):
             sent = raw if raw.endswith(b"\r\n") else raw + b"\r\n"  # smtplib ends DATA so
-            assert svc.blobs.get(row.raw_sha256) == sent  # byte for byte, for a replay
+            assert svc.store.inbound_raw(row.id, svc.blobs) == sent  # byte for byte, for a replay
         outcome = {name: row for name, row in zip(CASES, rows, strict=False)}
         assert outcome["no-from"].outcome == "new_ticket"  # answered at the envelope sender
         assert outcome["no-from-no-envelope"].outcome in ("failed", "ignored")
@@ -99,4 +99,4 @@ def test_a_failing_step_records_failed_and_keeps_the_bytes(services):
     row = services.store.inbound(inbound_id)
     assert (row.state, row.outcome) == ("done", "failed")
     assert "simulated bug" in row.reason
-    assert services.blobs.get(row.raw_sha256) == raw
+    assert services.store.inbound_raw(row.id, services.blobs) == raw

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from email.message import EmailMessage
 
 import pytest
@@ -289,4 +290,5 @@ def test_a_batch_commits_together_and_one_bad_message_spoils_nothing_else(servic
     assert [r.outcome for r in rows] == ["new_ticket", "failed", "new_ticket"]
     assert "simulated bug" in rows[1].reason and rows[1].ticket_id is None
     assert [t.subject for t in services.store.tickets(rows[0].workspace_id)] == ["first", "third"]
-    assert all(r.raw is None and services.blobs.exists(r.raw_sha256) for r in rows)
+    kept = [services.store.inbound_raw(r.id, services.blobs) for r in rows]
+    assert [hashlib.sha256(k).hexdigest() for k in kept] == [r.raw_sha256 for r in rows]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import smtplib
 import threading
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import event
 
+from gateway.inbound.pipeline import ROW_RAW_MAX
 from gateway.inbound.receive import ReceiveHandler
 from gateway.inbound.spool import Spool, SpoolError
 from tests.conftest import customer_mail, free_port
@@ -138,18 +140,25 @@ def test_imap_messages_keep_their_inbox(services):
     assert (row.channel, row.imap_inbox_id) == ("imap", inbox_id)
 
 
-def test_processing_moves_the_spooled_bytes_to_the_blob_store(services):
+def test_processing_keeps_small_mail_in_its_row_and_moves_large_mail_to_the_blob_store(
+        services):
     spool = Spool(services.store, services.blobs)
-    raw = customer_mail("Printer on fire", "Room 4, again.").as_bytes()
-    inbound_id = spool.accept(raw, mail_from="jane@customer.test", rcpt_tos=RCPT)
+    small = customer_mail("Printer on fire", "Room 4, again.")
+    large = customer_mail("Scans attached", "See the scan.", sender="bob@customer.test")
+    large.add_attachment(os.urandom(ROW_RAW_MAX), maintype="application", subtype="pdf",
+                         filename="scan.pdf")
+    raws = [small.as_bytes(), large.as_bytes()]
+    ids = [spool.accept(raw, mail_from="jane@customer.test", rcpt_tos=RCPT) for raw in raws]
     spool.close()
-    digest = services.store.inbound(inbound_id).raw_sha256
-    assert not services.blobs.exists(digest)  # durable in the row alone, until processed
-    services.pipeline.process(inbound_id)
-    row = services.store.inbound(inbound_id)
-    assert (row.state, row.outcome, row.raw) == ("done", "new_ticket", None)
-    assert services.blobs.get(digest) == raw
-    ticket = services.store.ticket(row.ticket_id)
+    digests = [services.store.inbound(i).raw_sha256 for i in ids]
+    assert not any(map(services.blobs.exists, digests))  # durable in the rows alone, so far
+    services.pipeline.process_batch(ids)
+    rows = [services.store.inbound(i) for i in ids]
+    assert [(r.state, r.outcome) for r in rows] == [("done", "new_ticket")] * 2
+    assert rows[0].raw == raws[0] and not services.blobs.exists(digests[0])
+    assert rows[1].raw is None and services.blobs.get(digests[1]) == raws[1]
+    assert [services.store.inbound_raw(i, services.blobs) for i in ids] == raws
+    ticket = services.store.ticket(rows[0].ticket_id)
     assert ticket.subject == "Printer on fire"
 
 

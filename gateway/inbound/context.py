@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlmodel import Session
 
@@ -19,3 +21,26 @@ class Context:
     intake: Intake | None = None    # None for a dry run: nothing is stored
     s: Session | None = None        # the one transaction the whole message is handled in
     dns_txt: DnsTxt | None = None   # DKIM key lookups; None asks the system resolver
+    _memo: dict[tuple, Any] = field(default_factory=dict, repr=False)
+
+    def once(self, key: tuple, load: Callable[[], Any]) -> Any:
+        """A lookup made once per batch transaction: settings no step of the batch changes."""
+        if key not in self._memo:
+            self._memo[key] = load()
+        return self._memo[key]
+
+    def support_addresses(self, workspace_id: int | None = None) -> list[str]:
+        """Our own addresses (all, or one workspace's); [] without a store."""
+        if self.store is None:
+            return []
+        store, s = self.store, self.s
+        return self.once(("addresses", workspace_id),
+                         lambda: store.support_addresses(s, workspace_id))
+
+    def agent_emails(self, workspace_id: int) -> set[str]:
+        """The workspace's agents' addresses, lower-cased."""
+        if self.store is None or self.s is None:
+            return set()
+        store, s = self.store, self.s
+        return self.once(("agents", workspace_id),
+                         lambda: {a.email for a in store.agents(s, workspace_id)})

@@ -78,8 +78,8 @@ def _participants(mail: InboundMail, ctx: Context, customer: str) -> list[Addres
     """Everyone else the customer wrote to (To and Cc), but never our own addresses or agents."""
     assert ctx.store is not None and ctx.s is not None and mail.parsed is not None
     ws = mail.workspace_id
-    ours = {normalise_address(a) for a in ctx.store.support_addresses(ctx.s, ws)}  # type: ignore[arg-type]
-    ours |= {a.email for a in ctx.store.agents(ctx.s, ws)}  # type: ignore[arg-type]
+    ours = {normalise_address(a) for a in ctx.support_addresses(ws)}
+    ours |= ctx.agent_emails(ws)  # type: ignore[arg-type]
     ours.add(customer)
     found: dict[str, Address] = {}
     for a in [*mail.parsed.to, *mail.parsed.cc]:

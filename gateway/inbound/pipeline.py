@@ -9,6 +9,7 @@ itself is away, the message stays pending and the processor tries again.
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Callable
 
@@ -37,7 +38,18 @@ from storage.models import InboundMessage, utcnow
 from storage.store import Store
 
 log = logging.getLogger("workestra.inbound")
+# A handled message's bytes stay in its row up to this size: most mail, kept without the file
+# writes and fsyncs a blob costs. Larger ones move to the blob store, as do failures' bytes.
+ROW_RAW_MAX = 256 * 1024
 Step = Callable[[InboundMail, Context], None]
+
+
+def unavailable(e: BaseException) -> bool:
+    """The store or the disk is away for now (not the message's fault): retry, don't record.
+
+    A full disk while a blob is written must leave the message pending, never `failed`."""
+    return isinstance(e, OperationalError) or (
+        isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS))
 
 
 def parse_step(mail: InboundMail, ctx: Context) -> None:
@@ -45,7 +57,7 @@ def parse_step(mail: InboundMail, ctx: Context) -> None:
 
 
 def classify_step(mail: InboundMail, ctx: Context) -> None:
-    own = ctx.store.support_addresses(ctx.s) if ctx.store else []
+    own = ctx.support_addresses()
     mail.classification, mail.rule_hits = classify(
         mail.parsed, own_addresses=own,  # type: ignore[arg-type]
         is_own_message_id=(lambda mid: ctx.store.is_own_message_id(mid, s=ctx.s))
@@ -72,8 +84,8 @@ def _from_own_side(mail: InboundMail, ctx: Context) -> bool:
     if ctx.store is None or ctx.s is None or mail.workspace_id is None:
         return True  # a dry run shows what a forward from an agent would do
     sender = mail.sender.address
-    return (sender in ctx.store.support_addresses(ctx.s, mail.workspace_id)
-            or ctx.store.agent_by_email(ctx.s, mail.workspace_id, sender) is not None)
+    return (sender in ctx.support_addresses(mail.workspace_id)
+            or sender.lower() in ctx.agent_emails(mail.workspace_id))
 
 
 # Pure work on the bytes, done before the transaction so the database is never held by it.
@@ -132,7 +144,7 @@ class Pipeline:
         One commit (one fsync) covers the batch, as the spool's group commit does on the way
         in. A message whose steps raise is rolled back to its savepoint and recorded as
         `failed` with the error, its raw bytes kept; the others are unaffected. A database
-        that is away (OperationalError) is raised to the caller and the whole batch stays
+        or disk that is away (see `unavailable`) is raised to the caller and the whole batch stays
         pending for a later pass.
         """
         prepared = [m for m in map(self._prepare, inbound_ids) if m is not None]
@@ -146,9 +158,9 @@ class Pipeline:
                     with s.begin_nested():
                         if self._decide(s, ctx, mail, error):
                             done.append(mail)
-                except OperationalError:
-                    raise
                 except Exception as e:  # a bug or bad data: keep the raw bytes, say so
+                    if unavailable(e):
+                        raise
                     log.exception("inbound %s failed", mail.inbound_id)
                     with s.begin_nested():
                         self._record_failure(s, mail, f"{type(e).__name__}: {e}")
@@ -168,11 +180,12 @@ class Pipeline:
                            inbound_id=inbound_id)
         try:
             mail.raw = row.raw if row.raw is not None else self.blobs.get(row.raw_sha256)
-            self.blobs.put(mail.raw)  # fsynced now, so the transaction only clears the column
+            if len(mail.raw) > ROW_RAW_MAX:
+                self.blobs.put(mail.raw)  # fsynced now, so the transaction only clears the column
             run_steps(mail, Context(None, self.settings, dns_txt=self.dns_txt), self.prepare)
-        except OperationalError:
-            raise
         except Exception as e:
+            if unavailable(e):
+                raise
             log.exception("inbound %s could not be read", inbound_id)
             return mail, f"{type(e).__name__}: {e}"
         return mail, None
@@ -189,7 +202,8 @@ class Pipeline:
         except Stop as stop:
             mail.outcome, mail.reason = stop.outcome, stop.reason
         _record(row, mail)
-        row.raw = None  # the bytes are in the blob store (see _prepare)
+        if len(mail.raw) > ROW_RAW_MAX:
+            row.raw = None  # the bytes are in the blob store (see _prepare)
         s.add(row)
         return True
 

@@ -24,15 +24,21 @@ def candidate_addresses(mail: InboundMail) -> list[str]:
 def route(mail: InboundMail, ctx: Context) -> None:
     if ctx.store is None:
         return
+    store = ctx.store
     for address in candidate_addresses(mail):
-        ws = ctx.store.workspace_for_address(address, s=ctx.s)
-        if ws is not None:
-            mail.workspace_id, mail.workspace_slug = ws.id, ws.slug
+        found = ctx.once(("route", address), lambda a=address: _workspace_of(store, ctx, a))
+        if found is not None:
+            mail.workspace_id, mail.workspace_slug = found
             break
     p = mail.parsed
     mail.sender = p.from_ if p is not None and p.from_ else None
     if mail.sender is None and "@" in mail.mail_from:
         mail.sender = Address("", mail.mail_from.strip().lower())  # no From: the envelope's
+
+
+def _workspace_of(store, ctx: Context, address: str) -> tuple[int, str] | None:
+    ws = store.workspace_for_address(address, s=ctx.s)
+    return (ws.id, ws.slug) if ws is not None else None
 
 
 def require_workspace(mail: InboundMail, ctx: Context) -> None:

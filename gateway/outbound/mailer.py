@@ -78,7 +78,7 @@ class Mailer:
         to_address = to_address.strip().lower()
         if automatic:
             limit = self.hourly_limit(s, ws, to_address)
-            if self.store.automatic_mail_count(s, to_address, timedelta(hours=1)) >= limit:
+            if self.store.automatic_mail_count(s, to_address, timedelta(hours=1), limit) >= limit:
                 log.warning("not sending %s to %s: %d automatic mails in the last hour already",
                             kind, to_address, limit)
                 return None
