@@ -51,6 +51,7 @@ class Settings:
     max_message_size: int = 40 * 1024 * 1024
     outbox_max_attempts: int = 8
     smtp_tls: tuple[str, str] | None = None  # (certificate chain, key) files: offer STARTTLS
+    smtp_timeout: float = 300.0  # seconds an SMTP client may stay silent (RFC 5321 4.5.3.2.7)
     auto_mail_per_hour: int = 5
     agent_mail_per_hour: int = 120
     dkim: DkimKey | None = None
@@ -213,10 +214,13 @@ def load_settings(
         raise SettingError(f"WORKESTRA_MAX_MESSAGE_SIZE: expected bytes (>= 1024), got {size!r}")
     caps = {}
     for name, default in (("WORKESTRA_AUTO_MAIL_PER_HOUR", "5"),
-                          ("WORKESTRA_AGENT_MAIL_PER_HOUR", "120")):
+                          ("WORKESTRA_AGENT_MAIL_PER_HOUR", "120"),
+                          ("WORKESTRA_SMTP_TIMEOUT", "300")):
         caps[name] = env.get(name, default)
         if not caps[name].isdigit():
             raise SettingError(f"{name}: expected a whole number, got {caps[name]!r}")
+    if int(caps["WORKESTRA_SMTP_TIMEOUT"]) < 1:
+        raise SettingError("WORKESTRA_SMTP_TIMEOUT: expected seconds (>= 1), got 0")
     return Settings(
         data_dir=root,
         database_url=_database_url(env.get("DATABASE_URL"), root),
@@ -231,4 +235,5 @@ def load_settings(
         agent_mail_per_hour=int(caps["WORKESTRA_AGENT_MAIL_PER_HOUR"]),
         dkim=_dkim_key(env),
         smtp_tls=_smtp_tls(env),
+        smtp_timeout=float(caps["WORKESTRA_SMTP_TIMEOUT"]),
     )

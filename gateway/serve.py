@@ -83,7 +83,7 @@ async def serve(settings: Settings, *, demo: bool = False, worker: bool = True) 
     http_socket = _listen(settings.host, settings.http_port, "HTTP")
     smtp = await loop.create_server(
         smtp_factory(handler, hostname=settings.host, data_size_limit=settings.max_message_size,
-                     tls=_tls(settings)),
+                     tls=_tls(settings), timeout=settings.smtp_timeout),
         sock=smtp_socket)
     log.info("SMTP listening on %s:%s%s", settings.host, settings.smtp_port,
              " (STARTTLS offered)" if settings.smtp_tls else "")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import filetype
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -178,6 +178,8 @@ async def read_form(request: Request, *, max_files: int,
                     raise Refused("The request is too large.", 413)
                 parser.write(chunk)
             parser.finalize()
+            if parser.state != MultipartState.END:  # cut short: never a ticket from half a form
+                raise Refused("The form could not be read.", 400)
         except Refused:
             form.close()
             raise

@@ -17,6 +17,7 @@ from gateway.inbound.spool import Spool
 from storage.store import Store, normalise_address
 
 log = logging.getLogger("workestra.smtp")
+MAX_RECIPIENTS = 100  # per message: RFC 5321 section 4.5.3.1.8 asks servers to take at least 100
 
 
 class ReceiveHandler:
@@ -49,6 +50,8 @@ class ReceiveHandler:
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return "452 4.5.3 Too many recipients"
         # Only our own support addresses: no open relay, and no backscatter later.
         try:
             workspace_id = await self._workspace_id(address)
@@ -83,11 +86,14 @@ class ReceiveHandler:
 
 
 def smtp_factory(handler: ReceiveHandler, *, hostname: str, data_size_limit: int,
-                 tls: ssl.SSLContext | None = None) -> Callable[[], SMTP]:
+                 tls: ssl.SSLContext | None = None, timeout: float = 300.0
+                 ) -> Callable[[], SMTP]:
     """A protocol factory for loop.create_server; aiosmtpd answers 552 past the size limit.
-    With `tls`, STARTTLS is offered (and not required: MX senders without TLS still deliver)."""
+    With `tls`, STARTTLS is offered (and not required: MX senders without TLS still deliver).
+    A client silent for `timeout` seconds is disconnected, so idle or dribbling clients
+    cannot hold connections for ever."""
     def make() -> SMTP:
         return SMTP(handler, hostname=hostname, data_size_limit=data_size_limit,
                     enable_SMTPUTF8=True, decode_data=False, ident="workestra ESMTP",
-                    tls_context=tls, require_starttls=False)
+                    tls_context=tls, require_starttls=False, timeout=timeout)
     return make
