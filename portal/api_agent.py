@@ -26,6 +26,7 @@ from gateway.agent_actions import AgentActions
 from gateway.intake import NewFile
 from portal import api_settings
 from portal.api_auth import (
+    MAX_ROW_ID,
     ApiError,
     Caller,
     agent_api,
@@ -33,7 +34,9 @@ from portal.api_auth import (
     iso,
     json_object,
     not_found,
+    row_id,
     services_of,
+    storable,
     unknown_fields,
 )
 from portal.api_files import MAX_FILE_SIZE, MAX_FILES, check_file
@@ -135,6 +138,8 @@ def _agent_ref(s: Session, caller: Caller, value: Any) -> Agent | None:
         value = caller.agent.id
     q = select(Agent).where(Agent.workspace_id == caller.workspace.id)
     if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 < value <= MAX_ROW_ID:  # no agent has it, and the driver would overflow
+            raise ApiError(422, f"no agent {value!r} in this workspace")
         q = q.where(Agent.id == value)
     elif isinstance(value, str):
         q = q.where(Agent.email == value.strip().lower())
@@ -156,10 +161,15 @@ def _csv(value: str | None, allowed: tuple[str, ...], name: str) -> list[str]:
     return items
 
 
+def _digits(value: str) -> bool:
+    """0-9 only: str.isdigit() also says yes to "²", which int() refuses."""
+    return value.isascii() and value.isdigit()
+
+
 def _int(value: str | None, name: str, default: int, top: int) -> int:
     if value is None or value == "":
         return default
-    if not value.isdigit() or not 0 <= int(value) <= top:
+    if not _digits(value) or not 0 <= int(value) <= top:
         raise ApiError(400, f"{name} must be a whole number from 0 to {top}")
     return int(value)
 
@@ -170,6 +180,8 @@ def _like(text: str) -> str:
 
 def list_tickets(request: Request, caller: Caller) -> dict:
     p = request.query_params
+    if not all(storable(v) for v in p.values()):
+        raise ApiError(400, "query parameters cannot contain NUL (%00)")
     statuses = _csv(p.get("status"), TICKET_STATUSES, "status")
     channels = _csv(p.get("channel"), CHANNELS, "channel")
     limit = _int(p.get("limit"), "limit", 50, 200)
@@ -185,7 +197,7 @@ def list_tickets(request: Request, caller: Caller) -> dict:
         if assignee in ("none", "unassigned"):
             q = q.where(Ticket.assignee_id.is_(None))  # type: ignore[union-attr]
         elif assignee:
-            key: Any = int(assignee) if assignee.isdigit() else assignee
+            key: Any = int(assignee) if _digits(assignee) else assignee
             q = q.where(Ticket.assignee_id == _agent_ref(s, caller, key).id)  # type: ignore[union-attr]
         text = (p.get("q") or "").strip()
         if text:
@@ -227,10 +239,11 @@ async def ticket(request: Request, caller: Caller) -> Response:
 async def attachment(request: Request, caller: Caller) -> Response:
     """The file itself; never rendered by the browser (an SVG could carry script)."""
     svc = services_of(request)
+    file_id = row_id(request, "attachment")
     try:
         found = await asyncio.to_thread(
             ticket_file, svc.store, svc.blobs,
-            lambda s: _ticket(s, caller, request.path_params["ref"]), request.path_params["id"])
+            lambda s: _ticket(s, caller, request.path_params["ref"]), file_id)
     except (OSError, ValueError):
         raise ApiError(410, "the file's content is no longer stored") from None
     if found is None:
@@ -267,6 +280,8 @@ async def _reply_input(request: Request) -> tuple[str, bool, list[NewFile]]:
                 files.append(check_file(value.filename, value.content_type or "", data))
         body = form.get("body")
         body = body if isinstance(body, str) else ""
+        if not storable(body):
+            raise ApiError(422, "'body' cannot contain NUL (\\u0000)")
         internal = str(form.get("internal") or "").strip().lower() in _TRUE
     finally:
         await form.close()
@@ -361,7 +376,7 @@ async def notifications(request: Request, caller: Caller) -> Response:
 
 @agent_api
 async def notification_read(request: Request, caller: Caller) -> Response:
-    raw_id = request.path_params["id"]
+    raw_id = row_id(request, "notification")
 
     def post() -> dict:
         with services_of(request).store.tx() as s:
@@ -399,10 +414,12 @@ async def availability(request: Request, caller: Caller) -> Response:
 @agent_api
 async def accept_comment(request: Request, caller: Caller) -> Response:
     """A reply held for review (an unknown sender, a failed DKIM check) made the customer's."""
+    comment_id = row_id(request, "comment")
+
     def post() -> dict:
         with services_of(request).store.tx() as s:
             t = _ticket(s, caller, request.path_params["ref"])
-            comment = s.get(Comment, request.path_params["id"])
+            comment = s.get(Comment, comment_id)
             if comment is None or comment.ticket_id != t.id:
                 raise not_found("comment")
             if not comment.held_reason:

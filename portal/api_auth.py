@@ -25,6 +25,7 @@ from gateway.services import Services
 from storage.models import Agent, Workspace
 
 MAX_JSON = 1024 * 1024
+MAX_ROW_ID = 2**31 - 1  # the id columns are INTEGER (32 bits on PostgreSQL): none is larger
 
 
 class ApiError(Exception):
@@ -53,6 +54,15 @@ def iso(value: datetime | None) -> str | None:
 
 def not_found(what: str) -> ApiError:
     return ApiError(404, f"no {what} in this workspace")
+
+
+def row_id(request: Request, what: str) -> int:
+    """The path's `{id:int}`. Starlette takes any digits, and a number no integer column can
+    hold made the driver raise (a 500); it names no row, so it is a 404 like any other."""
+    value = request.path_params["id"]
+    if value > MAX_ROW_ID:
+        raise not_found(what)
+    return value
 
 
 def _lookup(services: Services, key: str) -> Caller | None:
@@ -102,7 +112,31 @@ async def json_object(request: Request) -> dict[str, Any]:
         raise ApiError(400, f"the body is not valid JSON: {e}") from None
     if not isinstance(value, dict):
         raise ApiError(400, "the body must be a JSON object")
+    if not _all_storable(value):
+        raise ApiError(422, "text cannot contain NUL (\\u0000) or unpaired surrogates")
     return value
+
+
+def storable(text: str) -> bool:
+    """Text every database keeps: PostgreSQL refuses NUL (U+0000) and neither encodes a lone
+    surrogate (JSON's "\\ud800"); both made the driver raise, a 500, where a 4xx belongs."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _all_storable(value: Any) -> bool:
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return all(_all_storable(k) and _all_storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_all_storable(v) for v in value)
+    return True
 
 
 def field(data: dict[str, Any], name: str, kind: type | tuple[type, ...], *,

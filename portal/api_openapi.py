@@ -1,7 +1,9 @@
-"""The OpenAPI 3.1 description of the agents' API, written by hand next to the code it describes.
+"""The OpenAPI 3.1 descriptions of the JSON APIs, written by hand next to the code they describe.
 
-tests/test_agent_api.py checks that every route in the app is described here and every path
-here is routed, so the two cannot drift apart silently.
+Two documents for two audiences: the agents' API (`/api/agent/openapi.json`, Bearer key) and the
+customers' public API (`/api/public/openapi.json`, no account: a tracking token or nothing).
+tests/test_agent_api.py and tests/test_api_schema_fuzz.py check that every route is described
+and every described path is routed; the fuzz test also runs schemathesis against both.
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ def _ok(description: str, schema: dict | None = None, code: str = "200") -> dict
 
 
 _ERROR = {"description": "see `error`", "content": _json(_ref("Error"))}
-_ERRORS = {"401": {**_ERROR, "description": "missing or invalid API key"},
+_ERRORS = {"400": {**_ERROR, "description": "the body is not a JSON object, or a query "
+                                           "parameter is malformed"},
+           "401": {**_ERROR, "description": "missing or invalid API key"},
            "404": {**_ERROR, "description": "not found in the caller's workspace"},
            "422": {**_ERROR, "description": "a value is missing or invalid"}}
-_TICKET_REF = {"name": "ref", "in": "path", "required": True, "schema": {"type": "string"},
+_TICKET_REF = {"name": "ref", "in": "path", "required": True, "example": "TKT-0001",
+               "schema": {"type": "string"},
                "description": "the ticket reference, e.g. TKT-0042 (or just 42)"}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
 
@@ -220,4 +225,100 @@ def openapi() -> dict:
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
                        "schemas": SCHEMAS},
         "paths": PATHS,
+    }
+
+
+# -- the customers' public API ------------------------------------------------------------------
+
+_SLUG = {"type": "string", "description": "the workspace, as in /portal/SLUG/submit",
+         "example": "acme"}
+_SESSION = {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64}$",
+            "description": "a random id the submit form makes; names no person"}
+_LIMITED = {**_ERROR, "description": "too many requests from this address; try again later"}
+_FILE = _obj(filename=_S, content_type=_S, size=_I)
+
+PUBLIC_SCHEMAS = {
+    "Error": SCHEMAS["Error"],
+    "PublicTicket": _obj(
+        reference=_S, subject=_S, status={"enum": list(TICKET_STATUSES)}, status_label=_S,
+        type=_S, created_at=_TIME, updated_at=_TIME,
+        resolution={"type": ["string", "null"], "description": "once resolved or closed"},
+        resolved_at=_NTIME,
+        messages={"type": "array", "description": "the request, then public replies, oldest "
+                  "first; internal notes never", "items": _obj(
+                      author=_S, kind={"type": "string", "description": "customer, agent or "
+                                       "system"},
+                      body=_S, created_at=_TIME,
+                      attachments={"type": "array", "items": _FILE})}),
+    "Upload": _obj(["upload", "filename", "size", "content_type"],
+                   upload={"type": "string", "description": "send it with the submit form "
+                           "(field `uploads`) within 24 hours"},
+                   filename=_S, size=_I, content_type=_S),
+    "Suggestion": _obj(id=_I, title=_S, snippet=_S,
+                       url={"type": "string", "description": "the article's portal page; "
+                            "opening it counts as a click for the session"}),
+}
+
+PUBLIC_PATHS = {
+    "/api/public/openapi.json": {"get": {
+        "summary": "this description", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+    "/api/public/tickets": {"get": {
+        "summary": "the tracking page's data, for the holder of a tracking link",
+        "parameters": [{"name": "t", "in": "query", "required": True, "schema": _S,
+                        "description": "the token of the tracking link (`?t=` in the mail)"}],
+        "responses": {"200": {"description": "the ticket as its customer sees it",
+                              "content": _json(_ref("PublicTicket"))},
+                      "404": {**_ERROR, "description": "the link is not valid or has expired "
+                                                      "(the same answer for any ticket)"}}}},
+    "/api/public/upload": {"post": {
+        "summary": "upload one file ahead of the submit form; the answer is a token for it",
+        "requestBody": {"required": True, "content": {"multipart/form-data": {
+            "schema": _obj(["slug", "file"], slug=_SLUG, file={
+                "type": "string", "format": "binary",
+                "description": f"at most {MAX_FILE_SIZE // 2**20} MB; types: "
+                               + ", ".join(allowed_types())})}}},
+        "responses": {"201": {"description": "stored", "content": _json(_ref("Upload"))},
+                      "400": {**_ERROR, "description": "no file, or the form cannot be read"},
+                      "404": {**_ERROR, "description": "no such workspace"},
+                      "413": {**_ERROR, "description": "the file or the request is too large"},
+                      "415": {**_ERROR, "description": "a type that is not accepted"},
+                      "429": _LIMITED,
+                      "503": {**_ERROR, "description": "the virus scanner is unavailable"}}}},
+    "/api/public/kb/search": {"get": {
+        "summary": "up to 5 published articles for what the customer is typing",
+        "parameters": [
+            {"name": "slug", "in": "query", "required": True, "schema": _SLUG},
+            _query("q", "the subject typed so far (first 200 characters count)"),
+            {"name": "session", "in": "query", "required": False, "schema": _SESSION,
+             "description": "logs the articles as shown for this session"}],
+        "responses": {"200": {"description": "best first; none for a query without words",
+                              "content": _json(_obj(articles={
+                                  "type": "array", "maxItems": 5,
+                                  "items": _ref("Suggestion")}))},
+                      "404": {**_ERROR, "description": "no such workspace"},
+                      "429": _LIMITED}}},
+    "/api/public/kb/events": {"post": {
+        "summary": "report that the customer dismissed the suggestions or opened one",
+        "requestBody": {"required": True, "content": _json(_obj(
+            ["slug", "session", "event"], slug=_SLUG, session=_SESSION,
+            event={"enum": ["dismissed", "clicked"]},
+            article_id={"type": "integer", "description": "the article, for a click"}))},
+        "responses": {"204": {"description": "logged (an unknown article is ignored)"},
+                      "400": {**_ERROR, "description": "not JSON, or not a known event with "
+                                                      "a session"},
+                      "404": {**_ERROR, "description": "no such workspace"}}}},
+}
+
+
+@cache
+def public_openapi() -> dict:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Workestra public (customer) API", "version": "1",
+                 "description": "No account or key: a ticket is read with the token of its "
+                                "tracking link. Errors are JSON `{\"error\": ...}`. Uploads and "
+                                "searches are rate-limited per client address (429)."},
+        "servers": [{"url": "/"}],
+        "components": {"schemas": PUBLIC_SCHEMAS},
+        "paths": PUBLIC_PATHS,
     }

@@ -26,6 +26,7 @@ from portal.api_auth import (
     iso,
     json_object,
     not_found,
+    row_id,
     services_of,
     unknown_fields,
 )
@@ -194,7 +195,7 @@ async def articles(request: Request, caller: Caller) -> Response:
 @agent_api
 async def article(request: Request, caller: Caller) -> Response:
     svc = services_of(request)
-    article_id = request.path_params["id"]
+    article_id = row_id(request, "article")
     values = (_article_fields(await json_object(request), creating=False)
               if request.method == "PATCH" else {})
 

@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.services import Services
+from portal.api_auth import MAX_ROW_ID
 from portal.pages import not_found, page
 from portal.ratelimit import limits_of
 from storage.models import DeflectionEvent, KBArticle
@@ -96,8 +97,9 @@ async def event(request: Request) -> Response:
 
     def write() -> None:
         with services.store.tx() as s:
-            if article_id is not None and _visible(s.get(KBArticle, article_id), ws.id) is None:
-                return
+            if article_id is not None and (not 0 < article_id <= MAX_ROW_ID or _visible(
+                    s.get(KBArticle, article_id), ws.id) is None):
+                return  # an id no row can have is an unknown article: ignored, not a 500
             log_event(s, ws.id, session, kind, article_id)  # type: ignore[arg-type]
 
     await asyncio.to_thread(write)
@@ -115,7 +117,8 @@ async def article_page(request: Request) -> Response:
     services: Services = request.app.state.services
     ws = await asyncio.to_thread(services.store.workspace_by_slug, request.path_params["slug"])
     raw_id = request.path_params["article_id"]
-    if ws is None or not raw_id.isdigit():
+    if (ws is None or not (raw_id.isascii() and raw_id.isdigit())  # "²".isdigit() is True
+            or int(raw_id) > MAX_ROW_ID):
         return not_found(request)
 
     def load() -> KBArticle | None:

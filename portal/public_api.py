@@ -1,5 +1,7 @@
 """`GET /api/public/tickets?t=TOKEN`: the tracking page's data as JSON, for the holder of a link.
 
+`GET /api/public/openapi.json` describes this and the other public endpoints (portal/api_openapi).
+
 The token alone decides (no workspace in the URL: the token names the ticket). The answer may
 be cached by the customer's own browser for a few seconds, never by a shared cache.
 """
@@ -14,25 +16,23 @@ from starlette.routing import Route
 
 from gateway.services import Services
 from gateway.tokens import read_tracking_token
+from portal.api_auth import iso
+from portal.api_openapi import public_openapi
 from portal.tracking import View, load_view
 
 CACHE = "private, max-age=10, stale-while-revalidate=60"
-
-
-def _iso(value) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def view_json(view: View) -> dict:
     t = view.ticket
     return {
         "reference": t.reference, "subject": t.subject, "status": t.status,
-        "status_label": t.status_label, "type": t.type, "created_at": _iso(t.created_at),
-        "updated_at": _iso(t.updated_at),
+        "status_label": t.status_label, "type": t.type, "created_at": iso(t.created_at),
+        "updated_at": iso(t.updated_at),
         "resolution": t.resolution if t.status in ("resolved", "closed") else None,
-        "resolved_at": _iso(t.resolved_at),
+        "resolved_at": iso(t.resolved_at),
         "messages": [{"author": m.author, "kind": m.kind, "body": m.body,
-                      "created_at": _iso(m.created_at),
+                      "created_at": iso(m.created_at),
                       "attachments": [{"filename": a.filename, "content_type": a.content_type,
                                        "size": a.size} for a in m.attachments]}
                      for m in view.messages],
@@ -61,4 +61,9 @@ async def ticket(request: Request) -> Response:
                                                   "Vary": "Cookie"})
 
 
-routes = [Route("/api/public/tickets", ticket, methods=["GET"])]
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(public_openapi())
+
+
+routes = [Route("/api/public/tickets", ticket, methods=["GET"]),
+          Route("/api/public/openapi.json", openapi_json, methods=["GET"])]

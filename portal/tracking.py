@@ -245,7 +245,7 @@ async def attachment(request: Request) -> Response:
     ws, ref = found
     ticket = await _from_cookie(request, ws, ref)
     raw_id = request.path_params["file_id"]
-    if ticket is None or not raw_id.isdigit():
+    if ticket is None or not (raw_id.isascii() and raw_id.isdigit()):  # int("²") raises
         return not_found(request)
     view = await asyncio.to_thread(load_view, services, ticket.id)  # type: ignore[arg-type]
     visible = {a.id: a for m in (view.messages if view else []) for a in m.attachments}

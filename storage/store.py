@@ -90,6 +90,8 @@ class Store:
     # -- workspaces and addresses -------------------------------------------------------------
 
     def workspace_by_slug(self, slug: str, s: Session | None = None) -> Workspace | None:
+        if "\x00" in slug:  # no slug has one, and PostgreSQL refuses NUL in any text parameter
+            return None
         with self._using(s) as s:
             return s.exec(select(Workspace).where(Workspace.slug == slug)).first()
 
