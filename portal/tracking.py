@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlmodel import select
+from sqlmodel import Session, select
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -37,19 +37,20 @@ SESSION_COOKIE = "wk_ticket"
 _SESSION_SALT = "workestra.ticket-session.v1"
 
 
-def _lookup(services: Services, ws: Workspace, ref: str) -> Ticket | None:
+def _lookup(services: Services, ws: Workspace, ref: str, s: Session | None = None
+            ) -> Ticket | None:
     m = REFERENCE.match(ref)
-    return services.store.ticket_by_number(ws.id, int(m.group(1))) if m else None  # type: ignore[arg-type]
+    return services.store.ticket_by_number(ws.id, int(m.group(1)), s=s) if m else None  # type: ignore[arg-type]
 
 
 def _check_claim(services: Services, ws: Workspace, ref: str,
-                 claim: tuple[int, str] | None) -> Ticket | None:
+                 claim: tuple[int, str] | None, s: Session | None = None) -> Ticket | None:
     if claim is None:
         return None
-    ticket = _lookup(services, ws, ref)
+    ticket = _lookup(services, ws, ref, s)
     if ticket is None or ticket.id != claim[0]:
         return None
-    contact = services.store.contact(ticket.contact_id)
+    contact = services.store.contact(ticket.contact_id, s=s)
     return ticket if contact is not None and contact.email == claim[1] else None
 
 
@@ -63,7 +64,8 @@ def _session_signer(services: Services) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(services.settings.secret_key, salt=_SESSION_SALT)
 
 
-def session_ticket(services: Services, ws: Workspace, ref: str, cookie: str) -> Ticket | None:
+def session_ticket(services: Services, ws: Workspace, ref: str, cookie: str,
+                   s: Session | None = None) -> Ticket | None:
     """The ticket the ticket-scoped session cookie was issued for, if it is this one."""
     try:
         value = _session_signer(services).loads(cookie, max_age=TRACKING_MAX_AGE)
@@ -72,7 +74,7 @@ def session_ticket(services: Services, ws: Workspace, ref: str, cookie: str) -> 
     if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int)
             and isinstance(value[1], str)):
         return None
-    return _check_claim(services, ws, ref, (value[0], value[1]))
+    return _check_claim(services, ws, ref, (value[0], value[1]), s)
 
 
 def ticket_path(ws: Workspace, ticket: Ticket) -> str:
@@ -96,18 +98,23 @@ class View:
 
 
 def load_view(services: Services, ticket_id: int) -> View | None:
-    """The ticket as its customer may see it: the description and public comments in order,
-    each with the files that came with it; internal notes and their files never."""
+    """The ticket as its customer may see it (see `_view`), in a read of its own."""
     with services.store.read() as s:
-        ticket = s.get(Ticket, ticket_id)
-        if ticket is None:
-            return None
-        contact = s.get(Contact, ticket.contact_id)
-        comments = list(s.exec(select(Comment).where(
-            Comment.ticket_id == ticket_id, Comment.internal == False  # noqa: E712
-        ).order_by(Comment.created_at, Comment.id)))
-        files = list(s.exec(select(Attachment).where(Attachment.ticket_id == ticket_id)
-                            .order_by(Attachment.id)))
+        return _view(s, ticket_id)
+
+
+def _view(s: Session, ticket_id: int) -> View | None:
+    """The description and public comments in order, each with the files that came with it;
+    internal notes and their files never."""
+    ticket = s.get(Ticket, ticket_id)
+    if ticket is None:
+        return None
+    contact = s.get(Contact, ticket.contact_id)
+    comments = list(s.exec(select(Comment).where(
+        Comment.ticket_id == ticket_id, Comment.internal == False  # noqa: E712
+    ).order_by(Comment.created_at, Comment.id)))
+    files = list(s.exec(select(Attachment).where(Attachment.ticket_id == ticket_id)
+                        .order_by(Attachment.id)))
     who = (contact.name or contact.email) if contact else "You"
     first = Message(who, "customer", ticket.description, ticket.created_at)
     by_comment: dict[int | None, Message] = {None: first}
@@ -121,6 +128,19 @@ def load_view(services: Services, ticket_id: int) -> View | None:
         if f.comment_id in by_comment:
             by_comment[f.comment_id].attachments.append(f)
     return View(ticket, contact, messages)
+
+
+def cookie_view(services: Services, slug: str, ref: str, cookie: str
+                ) -> tuple[Workspace | None, View | None]:
+    """The page's whole read in one transaction: the workspace, the ticket the cookie opens
+    (if it is this one) and what its customer sees. The page is read far more than written,
+    so it costs one thread hop and one database round of queries, not four."""
+    with services.store.read() as s:
+        ws = services.store.workspace_by_slug(slug, s)
+        if ws is None or not REFERENCE.match(ref) or not cookie:
+            return ws, None
+        ticket = session_ticket(services, ws, ref, cookie, s)
+        return ws, (_view(s, ticket.id) if ticket is not None else None)  # type: ignore[arg-type]
 
 
 async def _workspace_and_reference(request: Request) -> tuple[Workspace, str] | None:
@@ -147,35 +167,47 @@ def _invalid(request: Request, ws: Workspace, ref: str, *, token: bool,
 
 async def tracking_page(request: Request) -> Response:
     services: Services = request.app.state.services
+    if request.query_params.get("t"):
+        return await _swap_token(request)
+    ref = request.path_params["ref"].upper()
+    ws, view = await asyncio.to_thread(cookie_view, services, request.path_params["slug"], ref,
+                                       request.cookies.get(SESSION_COOKIE, ""))
+    if ws is None or not REFERENCE.match(ref):
+        return not_found(request)
+    if view is None:
+        return _invalid(request, ws, ref, token=False)
+    return await _render(request, ws, view.ticket, sent=request.query_params.get("sent") == "1",
+                         view=view)
+
+
+async def _swap_token(request: Request) -> Response:
+    """The link's token becomes a ticket-scoped cookie, and leaves the address bar."""
+    services: Services = request.app.state.services
     found = await _workspace_and_reference(request)
     if found is None:
         return not_found(request)
     ws, ref = found
-    token = request.query_params.get("t", "")
-    if token:
-        ticket = await asyncio.to_thread(authorised_ticket, services, ws, ref, token)
-        if ticket is None:
-            return _invalid(request, ws, ref, token=True)
-        contact = await asyncio.to_thread(services.store.contact, ticket.contact_id)
-        response = RedirectResponse(ticket_path(ws, ticket), status_code=303)
-        response.set_cookie(
-            SESSION_COOKIE, _session_signer(services).dumps([ticket.id, contact.email]),  # type: ignore[union-attr]
-            path=ticket_path(ws, ticket), httponly=True, samesite="lax",
-            secure=request.url.scheme == "https")
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["Cache-Control"] = "no-store"
-        return response
-    ticket = await _from_cookie(request, ws, ref)
+    ticket = await asyncio.to_thread(authorised_ticket, services, ws, ref,
+                                     request.query_params["t"])
     if ticket is None:
-        return _invalid(request, ws, ref, token=False)
-    return await _render(request, ws, ticket, sent=request.query_params.get("sent") == "1")
+        return _invalid(request, ws, ref, token=True)
+    contact = await asyncio.to_thread(services.store.contact, ticket.contact_id)
+    response = RedirectResponse(ticket_path(ws, ticket), status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE, _session_signer(services).dumps([ticket.id, contact.email]),  # type: ignore[union-attr]
+        path=ticket_path(ws, ticket), httponly=True, samesite="lax",
+        secure=request.url.scheme == "https")
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 async def _render(request: Request, ws: Workspace, ticket: Ticket, *, sent: bool = False,
                   values: dict[str, str] | None = None, errors: dict[str, str] | None = None,
-                  status: int = 200) -> Response:
+                  status: int = 200, view: View | None = None) -> Response:
     services: Services = request.app.state.services
-    view = await asyncio.to_thread(load_view, services, ticket.id)  # type: ignore[arg-type]
+    if view is None:
+        view = await asyncio.to_thread(load_view, services, ticket.id)  # type: ignore[arg-type]
     if view is None:
         return not_found(request)
     response = show(request, "tracking.html", ws, status=status, ticket=view.ticket,
