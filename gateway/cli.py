@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
+import os
 import sys
 
+from gateway import logs
 from gateway.config import SettingError, Settings, load_settings
 
 
@@ -103,10 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("alembic", "mail.log", "mailparser"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    fmt = os.environ.get("WORKESTRA_LOG_FORMAT", "text")
+    if fmt not in logs.FORMATS:
+        print(f"workestra: WORKESTRA_LOG_FORMAT: expected text or json, got {fmt!r}",
+              file=sys.stderr)
+        return 2
+    logs.setup(fmt)
     try:
         return args.func(args)
     except SettingError as e:

@@ -90,7 +90,8 @@ async def serve(settings: Settings, *, demo: bool = False, worker: bool = True) 
 
     portal = _PortalServer(uvicorn.Config(create_app(services), host=settings.host,
                                           port=settings.http_port, log_level="warning",
-                                          lifespan="off", access_log=False))
+                                          lifespan="off", access_log=False,
+                                          log_config=None))  # its lines go through ours
     portal_task = asyncio.create_task(portal.serve(sockets=[http_socket]), name="portal")
     tasks = [portal_task, *(background.tasks(stop) if background else [])]
     while not portal.started and not portal_task.done():

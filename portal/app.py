@@ -25,6 +25,7 @@ from portal import (
 )
 from portal.console import routes as console_routes
 from portal.pages import not_found
+from portal.request_log import RequestLog
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -64,4 +65,5 @@ def create_app(services: Services) -> Starlette:
     app.state.services = services
     app.state.metrics = health.Metrics(services.store)
     app.add_middleware(health.LatencyMiddleware, metrics=app.state.metrics)
+    app.add_middleware(RequestLog)  # outermost: its request id is on every line below it
     return app

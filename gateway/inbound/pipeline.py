@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from sqlalchemy.exc import OperationalError
 
+from gateway import logs
 from gateway.config import Settings
 from gateway.inbound.authorise import authorise, check_dkim, note_signers
 from gateway.inbound.bounce import bounce
@@ -155,7 +156,7 @@ class Pipeline:
             ctx = Context(self.store, self.settings, self.intake, s, self.dns_txt)
             for mail, error in prepared:
                 try:
-                    with s.begin_nested():
+                    with _ids(mail), s.begin_nested():
                         if self._decide(s, ctx, mail, error):
                             done.append(mail)
                 except Exception as e:  # a bug or bad data: keep the raw bytes, say so
@@ -167,11 +168,17 @@ class Pipeline:
                     done.append(mail)
         self.intake.mailer.wake()
         for mail in done:
-            log.info("inbound %s: %s (%s)", mail.inbound_id, mail.outcome, mail.reason)
+            with _ids(mail):
+                log.info("inbound %s: %s (%s)", mail.inbound_id, mail.outcome, mail.reason,
+                         extra={"fields": {"outcome": mail.outcome, "ticket": mail.ticket_id}})
         return done
 
     def _prepare(self, inbound_id: int) -> tuple[InboundMail, str | None] | None:
         """The pure work on the bytes, before any lock is taken; None if already handled."""
+        with logs.bound(inbound=inbound_id):
+            return self._prepare_one(inbound_id)
+
+    def _prepare_one(self, inbound_id: int) -> tuple[InboundMail, str | None] | None:
         row = self.store.inbound(inbound_id)
         if row is None or row.state != "received":
             return None
@@ -218,6 +225,12 @@ class Pipeline:
         row.processed_at = utcnow()
         mail.outcome, mail.reason = "failed", row.reason
         s.add(row)
+
+
+def _ids(mail: InboundMail):
+    """Log lines about this message carry its spool id and Message-ID."""
+    p = mail.parsed
+    return logs.bound(inbound=mail.inbound_id, message_id=p.message_id if p else None)
 
 
 def _record(row: InboundMessage, mail: InboundMail) -> None:

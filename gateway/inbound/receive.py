@@ -82,6 +82,10 @@ class ReceiveHandler:
             log.exception("spooling failed")
             return "451 4.3.0 Could not store the message, please try again later"
         self.on_spooled(inbound_id)
+        log.info("inbound %s spooled: %d bytes from <%s>", inbound_id, len(raw),
+                 envelope.mail_from or "", extra={"fields": {"inbound": inbound_id,
+                                                             "peer": session.peer[0]
+                                                             if session.peer else None}})
         return f"250 2.0.0 OK queued as {inbound_id}"
 
 

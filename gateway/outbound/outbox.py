@@ -6,6 +6,7 @@ import asyncio
 import logging
 from datetime import timedelta
 
+from gateway import logs
 from gateway.outbound.transport import DeliveryError, Transport
 from storage.models import OutboundMessage, utcnow
 from storage.store import Delivery, Store
@@ -67,6 +68,11 @@ class OutboxWorker:
         return len(batch)
 
     async def _deliver(self, m: OutboundMessage, open_at_once: asyncio.Semaphore) -> Delivery:
+        with logs.bound(outbound=m.id, ticket=m.ticket_id):
+            return await self._deliver_one(m, open_at_once)
+
+    async def _deliver_one(self, m: OutboundMessage, open_at_once: asyncio.Semaphore
+                           ) -> Delivery:
         name = f"{m.id:08d}-{m.kind.replace('/', '-')}"
         try:
             try:
