@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import re
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,9 +44,9 @@ def test_submit_track_reply_and_rate(gw, page, tmp_path):  # noqa: F811
     assert page.get_by_text("24 / 5,000 characters").is_visible()
     page.get_by_label("Attachments").set_input_files(str(shot))
     page.screenshot(path=str(tmp_path / "submit.png"), full_page=True)
-    page.get_by_role("button", name="Submit request").click()
+    page.get_by_role("button", name="Submit request").click()  # with a file: sent by script
 
-    assert page.get_by_text("TKT-0001").is_visible()
+    page.get_by_text("TKT-0001").wait_for()
     page.screenshot(path=str(tmp_path / "confirmation.png"), full_page=True)
     page.get_by_role("link", name="Track Ticket").click()
     page.wait_for_url(re.compile(r"/portal/acme/tickets/TKT-0001$"))  # no token left
@@ -108,9 +109,152 @@ def test_widget_and_iframe_on_another_site(gw, page, tmp_path):  # noqa: F811
         frame.get_by_label("Name").fill("Framed Customer")
         frame.get_by_label("Email").fill("framed@customer.test")
         frame.get_by_label("Subject").fill("Asked from the shop")
+        # a file: sent by script, whose POST must pass the embed's origin check too
+        frame.get_by_label("Attachments").set_input_files(
+            _file(Path(tmp_path), "shop.png", _big_png(512 * 1024)))
         frame.get_by_role("button", name="Submit request").click()
         frame.get_by_text("TKT-0001").wait_for()
         assert frame.get_by_role("link", name="Track Ticket").get_attribute("target") == "_blank"
         page.screenshot(path=str(Path(tmp_path) / "widget.png"))
     finally:
         server.shutdown()
+
+
+def _big_png(size: int) -> bytes:
+    """A PNG the allowlist accepts (signature and header), padded to `size` bytes."""
+    return (PNG[:33] + b"\x00" * (size - len(PNG))) + PNG[33:]
+
+
+def _slow_uploads(context, pg, bytes_per_second: int) -> None:
+    """Chromium's own network throttling, so a loopback upload lasts long enough to watch."""
+    cdp = context.new_cdp_session(pg)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 0, "downloadThroughput": -1,
+        "uploadThroughput": bytes_per_second})
+
+
+def _spoken_progress(status, timeout: float = 10) -> int:
+    """The first "Uploading N%" the live status says with N strictly between 0 and 100:
+    progress, not just a start and an end (polled here: the page's CSP forbids the eval
+    that wait_for_function needs)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = re.fullmatch(r"Uploading (\d+)%", status.text_content() or "")
+        if m and 0 < int(m.group(1)) < 100:
+            return int(m.group(1))
+        time.sleep(0.05)
+    return -1
+
+
+def _fill_request(pg, file: Path) -> None:
+    pg.get_by_label("Name").fill("Jane Customer")
+    pg.get_by_label("Email").fill("jane@customer.test")
+    pg.get_by_label("Subject").fill("Logs from the crash")
+    pg.get_by_label("Attachments").set_input_files(file)
+
+
+def _file(folder: Path, name: str, data: bytes) -> Path:
+    """A file on disk: Chromium reads it itself (a buffer would cross Playwright's pipe as
+    base64, seconds for a few MB)."""
+    (folder / name).write_bytes(data)
+    return folder / name
+
+
+def test_upload_progress_then_the_page_the_post_would_show(gw, browser, tmp_path):  # noqa: F811
+    """With files chosen, the form goes by XMLHttpRequest: a labelled progress bar and a spoken
+    percentage while it uploads, then the same confirmation, error and tracking pages as the
+    plain post, in light and dark."""
+    big = _big_png(3 * 1024 * 1024)
+    for scheme in ("light", "dark"):
+        context = browser.new_context(color_scheme=scheme)
+        try:
+            pg = context.new_page()
+            pg.goto(f"{gw.base_url}/portal/acme/submit")
+            _fill_request(pg, _file(tmp_path, f"crash-{scheme}.png", big))
+            _slow_uploads(context, pg, 1_500_000)  # about 2 s for 3 MB
+            pg.get_by_role("button", name="Submit request").click()
+            bar = pg.get_by_role("progressbar", name="Upload progress")
+            bar.wait_for()
+            said = _spoken_progress(pg.locator("#submit-progress-status"))
+            assert 0 < said < 100, said
+            assert said <= float(bar.get_attribute("value") or 0)  # the bar moved too
+            assert pg.get_by_role("button", name="Submit request").is_disabled()
+            pg.screenshot(path=str(tmp_path / f"upload-progress-{scheme}.png"), full_page=True)
+            pg.get_by_text("Thank you, we received your request").wait_for(timeout=20_000)
+            reference = "TKT-0001" if scheme == "light" else "TKT-0002"
+            assert pg.get_by_text(reference).is_visible()
+            pg.screenshot(path=str(tmp_path / f"upload-confirmation-{scheme}.png"),
+                          full_page=True)
+            pg.get_by_role("link", name="Track Ticket").click()
+            pg.wait_for_url(re.compile(rf"/portal/acme/tickets/{reference}$"))
+            assert pg.get_by_role("link", name=f"crash-{scheme}.png").is_visible()
+            assert pg.get_by_text("(3072.0 KB)").is_visible()
+        finally:
+            context.close()
+
+    # the reply form: an error comes back as the plain post's page, and the form still works
+    context = browser.new_context()
+    try:
+        pg = context.new_page()
+        pg.goto(f"{gw.base_url}/portal/acme/submit")
+        _fill_request(pg, _file(tmp_path, "first.png", PNG))
+        pg.get_by_role("button", name="Submit request").click()
+        pg.get_by_role("link", name="Track Ticket").click()
+        pg.wait_for_url(re.compile(r"/portal/acme/tickets/TKT-0003$"))
+        files = pg.get_by_role("button", name=re.compile("^Attachments"))
+        files.set_input_files(_file(tmp_path, "empty-reply.png", PNG))
+        pg.get_by_role("button", name="Send reply").click()
+        pg.get_by_text("Please write your reply.").wait_for()  # the page, written in place
+        assert pg.get_by_label("Your reply").get_attribute("aria-invalid") == "true"
+        pg.get_by_label("Your reply").fill("Here is the second log.")
+        assert pg.get_by_text("23 / 5,000 characters").is_visible()  # portal.js ran again
+        files.set_input_files(_file(tmp_path, "second.png", big))
+        pg.get_by_role("button", name="Send reply").click()
+        pg.wait_for_url(re.compile(r"/portal/acme/tickets/TKT-0003\?sent=1#latest$"))
+        assert pg.get_by_text("Your reply was added").is_visible()
+        latest = pg.locator("#latest")
+        assert latest.get_by_text("Here is the second log.").is_visible()
+        assert latest.get_by_role("link", name="second.png").is_visible()
+    finally:
+        context.close()
+
+
+def test_files_are_sent_without_javascript_too(gw, browser, tmp_path):  # noqa: F811
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        pg = context.new_page()
+        pg.goto(f"{gw.base_url}/portal/acme/submit")
+        _fill_request(pg, _file(tmp_path, "plain.png", _big_png(1024 * 1024)))
+        assert not pg.get_by_role("progressbar").count()
+        pg.get_by_role("button", name="Submit request").click()
+        assert pg.get_by_text("TKT-0001").is_visible()
+        pg.get_by_role("link", name="Track Ticket").click()
+        assert pg.get_by_role("link", name="plain.png").is_visible()
+    finally:
+        context.close()
+
+
+def test_a_request_too_large_shows_the_plain_posts_page(gw, browser, tmp_path):  # noqa: F811
+    """Three 14 MB files pass the 40 MiB a form may carry: refused from the declared length,
+    before the body is read. The script's upload must end on the page the plain post shows."""
+    big = []
+    for i in range(3):  # files on disk: Chromium reads them itself, nothing goes over the pipe
+        big.append(tmp_path / f"part{i}.png")
+        big[-1].write_bytes(_big_png(14 * 1024 * 1024))
+    alerts = []
+    for script in (True, False):
+        context = browser.new_context(java_script_enabled=script)
+        try:
+            pg = context.new_page()
+            pg.goto(f"{gw.base_url}/portal/acme/submit")
+            _fill_request(pg, _file(tmp_path, "one.png", PNG))
+            pg.get_by_label("Attachments").set_input_files(big)
+            pg.get_by_role("button", name="Submit request").click()
+            alert = pg.get_by_role("alert")
+            alert.wait_for(timeout=20_000)
+            alerts.append(alert.inner_text())
+            assert pg.get_by_role("heading", name="Submit a request").is_visible()
+        finally:
+            context.close()
+    assert alerts == ["The request is too large."] * 2

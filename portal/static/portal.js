@@ -1,8 +1,88 @@
-// Adds to forms that work without it: live character counters and knowledge-base deflection.
+// Adds to forms that work without it: live character counters, upload progress and
+// knowledge-base deflection.
 (function () {
   "use strict";
 
   function fmt(n) { return n.toLocaleString("en-US"); }
+
+  // Upload progress. A form with a [data-upload] box and chosen files is sent by
+  // XMLHttpRequest, whose upload events a plain post lacks; the server's answer then becomes
+  // the page, as the plain post would have made it: a redirect is followed to its final
+  // address, any other answer (confirmation, the form with its errors, 413, 429) is written
+  // in place of this document. Without files, or without JavaScript, the form posts as usual.
+  function hasFiles(form) {
+    return Array.prototype.some.call(form.querySelectorAll("input[type=file]"), function (input) {
+      return input.files && input.files.length > 0;
+    });
+  }
+
+  function noHash(url) { return url.split("#")[0]; }
+
+  document.querySelectorAll("form [data-upload]").forEach(function (box) {
+    var form = box.closest("form");
+    var bar = box.querySelector("progress");
+    var status = box.querySelector("[role=status]");
+    var button = form.querySelector("button[type=submit]");
+    var spoken = 0;
+
+    // The bar moves with every event; the spoken text at most twice a second, so a screen
+    // reader is not flooded with numbers.
+    function report(percent) {
+      bar.value = percent;
+      var now = Date.now();
+      if (percent < 100 && now - spoken < 500) { return; }
+      spoken = now;
+      status.textContent = percent < 100 ? "Uploading " + percent + "%"
+        : "Uploaded 100%. Checking your files\u2026";
+    }
+
+    function failed(text) {
+      box.classList.add("failed");
+      status.textContent = text;
+      button.disabled = false;
+      form.removeAttribute("aria-busy");
+    }
+
+    function answered(xhr) {
+      var url = xhr.responseURL || form.action;
+      if (noHash(url) !== noHash(form.action)) {  // redirected: go where the post would go
+        window.location.assign(url + (form.getAttribute("data-fragment") || ""));
+        return;
+      }
+      if (!xhr.responseText) {
+        failed("The server gave no answer (status " + xhr.status + "). Please try again.");
+        return;
+      }
+      document.open();
+      document.write(xhr.responseText);
+      document.close();
+    }
+
+    form.addEventListener("submit", function (event) {
+      if (event.defaultPrevented || !hasFiles(form) || !window.FormData) { return; }
+      event.preventDefault();
+      var data = new FormData(form);
+      var xhr = new XMLHttpRequest();
+      xhr.open("POST", form.action);
+      xhr.upload.addEventListener("progress", function (e) {
+        if (e.lengthComputable) { report(Math.floor(e.loaded * 100 / e.total)); }
+      });
+      xhr.upload.addEventListener("load", function () { report(100); });
+      xhr.addEventListener("load", function () { answered(xhr); });
+      xhr.addEventListener("error", function () {
+        failed("The upload did not go through: the connection was lost. Files may be " +
+               "10 MB each at most; please check them and try again.");
+      });
+      xhr.addEventListener("abort", function () { failed("The upload was stopped."); });
+      box.classList.remove("failed");
+      box.hidden = false;
+      spoken = 0;
+      report(0);
+      button.disabled = true;
+      form.setAttribute("aria-busy", "true");
+      xhr.send(data);
+    });
+  });
 
   document.querySelectorAll("textarea[data-max]").forEach(function (area) {
     var max = parseInt(area.getAttribute("data-max"), 10);
