@@ -88,8 +88,10 @@ class Form:
 class _Collector:
     """python-multipart callbacks that build a Form while the body streams in."""
 
-    def __init__(self, form: Form, max_files: int, max_file_size: int) -> None:
+    def __init__(self, form: Form, max_files: int, max_file_size: int,
+                 drain_oversized: bool) -> None:
         self.form, self.max_files, self.max_file_size = form, max_files, max_file_size
+        self.drain_oversized = drain_oversized
         self.headers: dict[bytes, bytes] = {}
         self.header_field = b""
         self.header_value = b""
@@ -144,6 +146,9 @@ class _Collector:
             return
         self.file.size += len(chunk)
         if self.file.size > self.max_file_size:
+            if not self.drain_oversized:  # nothing else to keep: stop reading it at once
+                raise Refused(f"{self.file.filename}: larger than "
+                              f"{self.max_file_size // (1024 * 1024)} MB.", 413)
             self.file.too_large = True  # drained, not kept: the rest of the form still counts
             self.file.spool.truncate(0)
             return
@@ -154,10 +159,14 @@ class _Collector:
             self.form.fields.setdefault(self.name, []).append(self.value.decode("utf-8", "replace"))
 
 
-async def read_form(request: Request, *, max_files: int,
-                    max_file_size: int = MAX_FILE_SIZE) -> Form:
+async def read_form(request: Request, *, max_files: int, max_file_size: int = MAX_FILE_SIZE,
+                    drain_oversized: bool = True) -> Form:
     """The request's form, multipart or urlencoded, read under the limits above. The body as a
-    whole may not exceed room for every file plus one oversized one being drained."""
+    whole may not exceed room for every file plus one oversized one being drained.
+
+    A page's form drains an oversized file so its other fields come back with the error;
+    with `drain_oversized=False` (a lone upload) the request is refused the moment a file
+    passes the limit, however the body is framed."""
     ctype, options = parse_options_header(request.headers.get("content-type", ""))
     budget = (max_files + 1) * max_file_size + 4 * MAX_FIELD
     declared = request.headers.get("content-length")
@@ -169,7 +178,7 @@ async def read_form(request: Request, *, max_files: int,
         boundary = options.get(b"boundary")
         if not boundary:
             raise Refused("The form could not be read.", 400)
-        collector = _Collector(form, max_files, max_file_size)
+        collector = _Collector(form, max_files, max_file_size, drain_oversized)
         parser = MultipartParser(boundary, collector.callbacks())
         try:
             async for chunk in request.stream():
@@ -326,7 +335,7 @@ async def upload(request: Request) -> Response:
         return JSONResponse({"error": f"Too many uploads: at most {limits.describe('upload')}."},
                             status_code=429, headers={"Retry-After": "600"})
     try:
-        form = await read_form(request, max_files=1)
+        form = await read_form(request, max_files=1, drain_oversized=False)
     except Refused as e:
         return JSONResponse({"error": e.message}, status_code=e.status)
     try:

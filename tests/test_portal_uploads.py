@@ -54,6 +54,39 @@ def test_body_far_over_the_limit_is_refused_before_reading(services):
     assert r.status_code == 413
 
 
+def test_an_oversized_file_without_a_declared_length_stops_being_read_at_the_limit(services):
+    """Chunked, so only the running count can stop it: the app must stop asking for the body
+    just past 10 MB, not read on to the whole-form budget."""
+    from portal.app import create_app
+
+    head = (b'--b\r\nContent-Disposition: form-data; name="slug"\r\n\r\nacme\r\n--b\r\n'
+            b'Content-Disposition: form-data; name="file"; filename="big.txt"\r\n'
+            b'Content-Type: text/plain\r\n\r\n')
+    chunk, total = b"a" * 65536, 30 * 1024 * 1024
+    read, answered = [0], []
+
+    async def receive() -> dict:
+        if read[0] == 0:
+            read[0] = len(head)
+            return {"type": "http.request", "body": head, "more_body": True}
+        read[0] += len(chunk)
+        return {"type": "http.request", "body": chunk, "more_body": read[0] < total}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            answered.append(message["status"])
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": "/api/public/upload",
+             "raw_path": b"/api/public/upload", "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"multipart/form-data; boundary=b"),
+                         (b"host", b"127.0.0.1:8000")],
+             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000)}
+    asyncio.run(create_app(services)(scope, receive, send))
+    assert answered == [413]
+    assert 10 * 1024 * 1024 < read[0] <= 10 * 1024 * 1024 + 2 * len(chunk)
+
+
 def test_sixth_upload_in_ten_minutes_is_refused(services):
     c = client(services)
     codes = [_up(c, "a.txt", b"hello", "text/plain").status_code for _ in range(6)]
