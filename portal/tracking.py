@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -28,7 +29,7 @@ from gateway.tokens import TRACKING_MAX_AGE, read_tracking_token
 from portal.pages import not_found
 from portal.ratelimit import limits_of
 from portal.submit import MAX_DESCRIPTION, MAX_FILES, csrf_ok, show
-from portal.uploads import Refused, accept_parts, attachment_response, read_form
+from portal.uploads import Refused, accept_parts, attachment_response, read_form, upload_label
 from storage.models import Attachment, Comment, Contact, Ticket, Workspace
 
 LINK_INTERVAL = timedelta(minutes=10)
@@ -204,7 +205,8 @@ async def _swap_token(request: Request) -> Response:
 
 async def _render(request: Request, ws: Workspace, ticket: Ticket, *, sent: bool = False,
                   values: dict[str, str] | None = None, errors: dict[str, str] | None = None,
-                  status: int = 200, view: View | None = None) -> Response:
+                  status: int = 200, view: View | None = None,
+                  uploads: Sequence[str] = ()) -> Response:
     services: Services = request.app.state.services
     if view is None:
         view = await asyncio.to_thread(load_view, services, ticket.id)  # type: ignore[arg-type]
@@ -213,7 +215,8 @@ async def _render(request: Request, ws: Workspace, ticket: Ticket, *, sent: bool
     response = show(request, "tracking.html", ws, status=status, ticket=view.ticket,
                     contact=view.contact, messages=view.messages, sent=sent,
                     values=values or {}, errors=errors or {}, max_files=MAX_FILES,
-                    max_description=MAX_DESCRIPTION, base=ticket_path(ws, ticket))
+                    max_description=MAX_DESCRIPTION, base=ticket_path(ws, ticket),
+                    uploads=[(t, upload_label(services, t) or "file") for t in uploads])
     response.headers["Cache-Control"] = "private, no-store"
     return response
 
@@ -251,8 +254,9 @@ async def reply(request: Request) -> Response:
         files, uploads, file_errors = await accept_parts(services, ws.slug, form.files, uploads)
         if file_errors:
             errors["attachments"] = " ".join(file_errors)
-        if errors:
-            return await _render(request, ws, ticket, values=values, errors=errors, status=400)
+        if errors:  # files that passed stay attached, as on the submit form
+            return await _render(request, ws, ticket, values=values, errors=errors, status=400,
+                                 uploads=uploads)
     finally:
         form.close()
 

@@ -85,6 +85,22 @@ def test_reply_errors_keep_the_text_and_need_csrf(services):
     assert r.status_code == 403 and "no token" in r.text
 
 
+def test_a_file_that_passed_stays_attached_when_the_reply_has_an_error(services):
+    c = client(services)
+    path, url = _open(c)
+    html = c.get(url).text
+    r = c.post(f"{path}/reply", data={"csrf_token": csrf_of(html), "message": ""},
+               files=[("attachments", ("log.txt", b"line one\n", "text/plain"))])
+    assert r.status_code == 400 and "Please write your reply." in r.text
+    kept = re.findall(r'name="upload" value="([^"]+)"', r.text)
+    assert len(kept) == 1 and "log.txt (attached)" in r.text
+    r = c.post(f"{path}/reply", data={"csrf_token": csrf_of(r.text), "message": "Here it is",
+                                      "upload": kept[0]}, follow_redirects=False)
+    assert r.status_code == 303
+    page = c.get(r.headers["location"]).text
+    assert "Here it is" in page and "log.txt" in page
+
+
 def test_attachments_are_downloads_never_active_content(services):
     c = client(services)
     path, url = _open(c)
