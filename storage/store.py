@@ -7,9 +7,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, func, text, update
+from sqlalchemy import Engine, func, insert, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import defer
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
 from storage.blobs import BlobStore
@@ -328,25 +329,37 @@ class Store:
             if self.postgres:
                 q = q.with_for_update(skip_locked=True)
             rows = list(s.exec(q))
-            for row in rows:
-                row.attempts += 1
-                row.next_attempt_at = now + lease  # a crashed worker's mail comes due again
-                s.add(row)
+            if rows:  # one statement for the batch; a crashed worker's mail comes due again
+                s.exec(update(OutboundMessage)
+                       .where(OutboundMessage.id.in_([r.id for r in rows]))  # type: ignore[union-attr]
+                       .values(attempts=OutboundMessage.attempts + 1,
+                               next_attempt_at=now + lease)
+                       .execution_options(synchronize_session=False))
+            for row in rows:  # what the rows now hold, without reading them again
+                set_committed_value(row, "attempts", row.attempts + 1)
+                set_committed_value(row, "next_attempt_at", now + lease)
             return rows
 
     def record_deliveries(self, results: Iterable[Delivery]) -> None:
         """Each attempt's result, and the mail's new state, for a whole batch in one commit."""
+        results = list(results)
+        if not results:
+            return
+        now = utcnow()
+        sent = [r.outbound_id for r in results if r.result == "sent"]
         with self.tx() as s:
+            if sent:  # the usual case, in one statement
+                s.exec(update(OutboundMessage).where(OutboundMessage.id.in_(sent))  # type: ignore[union-attr]
+                       .values(state="sent", sent_at=now, last_error=None)
+                       .execution_options(synchronize_session=False))
             for r in results:
-                if r.result == "sent":
-                    values = {"state": "sent", "sent_at": utcnow(), "last_error": None}
-                else:
-                    values = {"state": "failed" if r.result == "failed" else "queued",
-                              "next_attempt_at": r.retry_at, "last_error": r.detail}
-                s.exec(update(OutboundMessage).where(OutboundMessage.id == r.outbound_id)
-                       .values(**values))
-                s.add(DeliveryAttempt(outbound_id=r.outbound_id, result=r.result,
-                                      detail=r.detail[:2000]))
+                if r.result != "sent":
+                    s.exec(update(OutboundMessage).where(OutboundMessage.id == r.outbound_id)
+                           .values(state="failed" if r.result == "failed" else "queued",
+                                   next_attempt_at=r.retry_at, last_error=r.detail))
+            s.execute(insert(DeliveryAttempt), [
+                {"outbound_id": r.outbound_id, "result": r.result, "detail": r.detail[:2000],
+                 "created_at": now} for r in results])
 
     def outbox(self, workspace_id: int | None = None,
                ticket_id: int | None = None) -> list[OutboundMessage]:

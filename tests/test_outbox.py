@@ -109,6 +109,51 @@ def test_a_relay_that_is_down_delays_mail_without_losing_it(services):
     assert len(relay.accepted) == queued
 
 
+class SessionCountingRelay(FlakyRelay):
+    """Accepts everything and counts the SMTP sessions the mail came over."""
+
+    def __init__(self) -> None:
+        super().__init__(refuse=0, code="")
+        self.sessions: set[int] = set()
+
+    async def handle_DATA(self, server, session, envelope):
+        self.sessions.add(id(session))
+        return await super().handle_DATA(server, session, envelope)
+
+
+def _queue_many(services, count: int) -> None:
+    ws = services.store.workspace_by_slug("acme")
+    with services.store.tx() as s:
+        for i in range(count):
+            services.intake.open_ticket(s, TicketRequest(
+                workspace_id=ws.id, customer=Person(f"C{i}", f"c{i}@customer.test"),
+                subject=f"Printer {i}", description="Broken"))
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_connections_to_the_relay_are_reused_and_a_dropped_one_is_replaced(services):
+    _queue_many(services, 15)  # a confirmation and an agent's notice each
+    port = free_port()
+    relay = SessionCountingRelay()
+    transport = SmtpRelay(Relay("127.0.0.1", port), timeout=5, check_after=0.0)
+    worker = OutboxWorker(services.store, transport, backoff_base=0.1, connections=4)
+
+    async def scenario() -> None:
+        with relay_on(port, relay):
+            await _drain(worker, 1.5)
+        # The relay restarts: every kept connection is dead. NOOP finds out, not a mail.
+        _queue_many(services, 1)
+        with relay_on(port, relay):
+            await _drain(worker, 1.5)
+            await transport.close()
+
+    asyncio.run(scenario())
+    rows = services.store.outbox()
+    assert len(rows) == 32 and all(r.state == "sent" and r.attempts == 1 for r in rows)
+    assert len(relay.accepted) == 32  # each exactly once
+    assert len(relay.sessions) <= 4 + 2  # four kept open, then new ones after the restart
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_without_a_relay_mail_is_written_to_the_sent_folder(services, tmp_path):
     queued = _queue_one(services)

@@ -53,6 +53,7 @@ class OutboxWorker:
                                return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
             stopper.cancel()
+        await self.transport.close()  # QUIT on connections kept open to the relay
 
     async def deliver_due(self) -> int:
         """Deliver what is due now; returns how many were attempted.

@@ -29,8 +29,10 @@ _COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
+@cache
 def template_dir() -> Path:
-    """templates/email in a checkout, or the copy installed inside the package."""
+    """templates/email in a checkout, or the copy installed inside the package (looked up once:
+    it does not move while the process runs)."""
     here = Path(__file__).resolve().parents[1]
     for candidate in (here / "_templates" / "email", here.parent / "templates" / "email"):
         if candidate.is_dir():
