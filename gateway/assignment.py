@@ -20,10 +20,13 @@ OPEN_STATUSES = ("open", "in_progress", "waiting")  # what counts as an agent's 
 def lock_workspace(s: Session, workspace_id: int) -> Workspace:
     """The workspace row, freshly read and locked until the transaction ends.
 
-    On SQLite the BEGIN IMMEDIATE transaction already holds the database's write lock.
+    FOR NO KEY UPDATE, not FOR UPDATE: a transaction that has only inserted rows referring to
+    the workspace holds KEY SHARE on it, and FOR UPDATE would wait for that one while it
+    waits for our counter bump: a deadlock (found under load by bench/soak.py). On SQLite the
+    BEGIN IMMEDIATE transaction already holds the database's write lock.
     """
     q = (select(Workspace).where(Workspace.id == workspace_id)
-         .with_for_update().execution_options(populate_existing=True))
+         .with_for_update(key_share=True).execution_options(populate_existing=True))
     return s.exec(q).one()
 
 

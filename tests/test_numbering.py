@@ -1,7 +1,10 @@
 """Ticket numbers are sequential per workspace and never duplicated, even under concurrency."""
 
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from sqlmodel import select
 
 from gateway.intake import Person, TicketRequest
@@ -49,3 +52,30 @@ def test_round_robin_spreads_tickets_over_available_agents(services):
         assignees = [t.assignee_id for t in s.exec(select(Ticket).order_by(Ticket.number))]
     assert None not in assignees
     assert assignees[0] != assignees[1] and assignees[0] == assignees[2]
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_transaction_holding_rows_of_the_workspace_and_a_new_ticket_do_not_deadlock(services):
+    """The worker's inbound batch inserts rows that reference the workspace (PostgreSQL takes
+    a KEY SHARE lock on it) and later opens a ticket; a portal submission opening a ticket
+    meanwhile must wait its turn, not deadlock with it (found by bench/soak.py)."""
+    ws = services.store.workspace_by_slug("acme")
+    holding = threading.Event()
+
+    def batch() -> str:
+        with services.store.tx() as s:
+            services.store.upsert_contact(s, ws.id, "early@example.test", "Early")
+            holding.set()
+            time.sleep(1.0)  # the submission reaches the workspace lock meanwhile
+            return services.intake.open_ticket(s, TicketRequest(
+                workspace_id=ws.id, customer=Person("Early", "early@example.test"),
+                subject="From the batch", description="x")).reference
+
+    def submission() -> str:
+        assert holding.wait(10)
+        return _open(services, ws.id, 99)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first, second = pool.submit(batch), pool.submit(submission)
+        refs = sorted([first.result(timeout=30), second.result(timeout=30)])
+    assert refs == ["TKT-0001", "TKT-0002"]
