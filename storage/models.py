@@ -165,7 +165,7 @@ class Attachment(SQLModel, table=True):
 
 
 class InboundMessage(SQLModel, table=True):
-    """One received mail: its raw bytes (in the blob store) and its one recorded outcome."""
+    """One received mail: its raw bytes and its one recorded outcome."""
 
     id: int | None = Field(default=None, primary_key=True)
     channel: str = "smtp"  # smtp | imap
@@ -173,8 +173,8 @@ class InboundMessage(SQLModel, table=True):
     mail_from: str = ""
     rcpt_tos: str = ""  # comma-separated envelope recipients
     raw_sha256: str = Field(index=True)
-    # The bytes themselves while spooled: committed with the row (group commit, one fsync for
-    # many messages), moved to the blob store when the message reaches its outcome.
+    # The bytes: committed with the row when spooled (group commit, one fsync for many
+    # messages); kept here once handled up to 256 KB, else moved to the blob store.
     raw: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     size: int = 0
     message_id: str | None = Field(default=None, index=True)

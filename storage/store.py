@@ -219,6 +219,16 @@ class Store:
         with self.read() as s:
             return s.get(InboundMessage, inbound_id)
 
+    def received(self, inbound_ids: Sequence[int], *, up_to_size: int
+                 ) -> dict[int, InboundMessage]:
+        """Rows still awaiting an outcome, raw bytes included, read together: only those no
+        larger than `up_to_size`, so a batch of big mails is never all in memory at once."""
+        with self.read() as s:
+            rows = s.exec(select(InboundMessage).where(
+                InboundMessage.id.in_(inbound_ids),  # type: ignore[union-attr]
+                InboundMessage.state == "received", InboundMessage.size <= up_to_size))
+            return {r.id: r for r in rows}  # type: ignore[misc]
+
     def inbound_raw(self, inbound_id: int, blobs: BlobStore) -> bytes:
         """A message's bytes as received: in its row, or in the blob store once moved there."""
         row = self.inbound(inbound_id)

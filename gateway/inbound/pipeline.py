@@ -148,7 +148,9 @@ class Pipeline:
         or disk that is away (see `unavailable`) is raised to the caller and the whole batch stays
         pending for a later pass.
         """
-        prepared = [m for m in map(self._prepare, inbound_ids) if m is not None]
+        small = self.store.received(inbound_ids, up_to_size=ROW_RAW_MAX)  # one read for most
+        prepared = [m for m in (self._prepare(i, small.get(i)) for i in inbound_ids)
+                    if m is not None]
         if not prepared:
             return []
         done: list[InboundMail] = []
@@ -173,13 +175,14 @@ class Pipeline:
                          extra={"fields": {"outcome": mail.outcome, "ticket": mail.ticket_id}})
         return done
 
-    def _prepare(self, inbound_id: int) -> tuple[InboundMail, str | None] | None:
+    def _prepare(self, inbound_id: int, row: InboundMessage | None = None
+                 ) -> tuple[InboundMail, str | None] | None:
         """The pure work on the bytes, before any lock is taken; None if already handled."""
         with logs.bound(inbound=inbound_id):
-            return self._prepare_one(inbound_id)
+            return self._prepare_one(inbound_id, row or self.store.inbound(inbound_id))
 
-    def _prepare_one(self, inbound_id: int) -> tuple[InboundMail, str | None] | None:
-        row = self.store.inbound(inbound_id)
+    def _prepare_one(self, inbound_id: int, row: InboundMessage | None
+                     ) -> tuple[InboundMail, str | None] | None:
         if row is None or row.state != "received":
             return None
         mail = InboundMail(raw=b"", mail_from=row.mail_from,
