@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from gateway.intake import Person
+from gateway.intake import NewFile, Person
 from gateway.services import Services
 from gateway.tokens import TRACKING_MAX_AGE, read_tracking_token
 from portal.pages import not_found
@@ -251,9 +251,14 @@ async def reply(request: Request) -> Response:
         elif len(body) > MAX_DESCRIPTION:
             errors["message"] = (f"Please shorten your reply to {MAX_DESCRIPTION:,} characters "
                                  f"(it has {len(body):,}).")
-        files, uploads, file_errors = await accept_parts(services, ws.slug, form.files, uploads)
-        if file_errors:
-            errors["attachments"] = " ".join(file_errors)
+        if len(uploads) + len(form.files) > MAX_FILES:  # kept ones count, as on the submit form
+            errors["attachments"] = f"Please attach at most {MAX_FILES} files."
+            files: list[NewFile] = []
+        else:
+            files, uploads, file_errors = await accept_parts(services, ws.slug, form.files,
+                                                             uploads)
+            if file_errors:
+                errors["attachments"] = " ".join(file_errors)
         if errors:  # files that passed stay attached, as on the submit form
             return await _render(request, ws, ticket, values=values, errors=errors, status=400,
                                  uploads=uploads)

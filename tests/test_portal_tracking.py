@@ -101,6 +101,20 @@ def test_a_file_that_passed_stays_attached_when_the_reply_has_an_error(services)
     assert "Here it is" in page and "log.txt" in page
 
 
+def test_kept_files_count_toward_the_three_a_reply_may_carry(services):
+    c = client(services)
+    path, url = _open(c)
+    html = c.get(url).text
+    r = c.post(f"{path}/reply", data={"csrf_token": csrf_of(html), "message": ""},
+               files=[("attachments", ("a.txt", b"one\n", "text/plain"))])
+    kept = re.findall(r'name="upload" value="([^"]+)"', r.text)
+    r = c.post(f"{path}/reply", data={"csrf_token": csrf_of(r.text), "message": "Four files",
+                                      "upload": kept[0]},
+               files=[("attachments", (f"{n}.txt", b"x\n", "text/plain")) for n in "bcd"])
+    assert r.status_code == 400 and "Please attach at most 3 files." in r.text
+    assert "Four files" in r.text  # nothing typed is lost
+
+
 def test_attachments_are_downloads_never_active_content(services):
     c = client(services)
     path, url = _open(c)
