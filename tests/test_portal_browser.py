@@ -236,8 +236,8 @@ def test_files_are_sent_without_javascript_too(gw, browser, tmp_path):  # noqa: 
 
 
 def test_a_request_too_large_shows_the_plain_posts_page(gw, browser, tmp_path):  # noqa: F811
-    """Three 14 MB files pass the 40 MiB a form may carry: refused from the declared length,
-    before the body is read. The script's upload must end on the page the plain post shows."""
+    """Three 14 MB files pass the 40 MiB a form may carry: without the script, refused from the
+    declared length before the body is read; with it, never sent (each is past 10 MB)."""
     big = []
     for i in range(3):  # files on disk: Chromium reads them itself, nothing goes over the pipe
         big.append(tmp_path / f"part{i}.png")
@@ -257,4 +257,90 @@ def test_a_request_too_large_shows_the_plain_posts_page(gw, browser, tmp_path): 
             assert pg.get_by_role("heading", name="Submit a request").is_visible()
         finally:
             context.close()
-    assert alerts == ["The request is too large."] * 2
+    assert alerts == [" ".join(f"part{i}.png: larger than 10 MB." for i in range(3)),
+                      "The request is too large."]
+
+
+def _requests(pg) -> list[str]:
+    """Every request the page makes from now on, as "METHOD url"."""
+    seen: list[str] = []
+    pg.on("request", lambda r: seen.append(f"{r.method} {r.url}"))
+    return seen
+
+
+def test_files_the_server_would_refuse_are_named_before_sending(gw, browser, tmp_path):  # noqa: F811
+    """An 11 MB file is named next to the field in the server's sentence, with nothing sent and
+    nothing typed lost; taking it away clears the error and the form goes. Type and count
+    rules hold on the tracking page's reply form too."""
+    huge = _file(tmp_path, "huge.png", _big_png(11 * 1024 * 1024))
+    for scheme in ("light", "dark"):
+        context = browser.new_context(color_scheme=scheme)
+        try:
+            pg = context.new_page()
+            pg.goto(f"{gw.base_url}/portal/acme/submit")
+            typed = {"Name": "Jane Customer", "Email": "jane@customer.test",
+                     "Subject": "Printer log attached", "Description": "The log is big."}
+            with pg.expect_response(re.compile(r"/api/public/kb/search\?")):  # deflection
+                for label, value in typed.items():
+                    pg.get_by_label(label).fill(value)
+            sent = _requests(pg)
+            files = pg.get_by_label("Attachments")
+            files.set_input_files(huge)
+            error = pg.locator("#attachments-error")
+            assert error.inner_text() == "huge.png: larger than 10 MB."
+            assert error.get_attribute("role") == "alert"
+            assert files.get_attribute("aria-describedby") == "attachments-hint attachments-error"
+            assert files.get_attribute("aria-invalid") == "true"
+            # inside the field, as the server places it
+            assert pg.locator(".field", has=files).locator("#attachments-error").count() == 1
+            pg.get_by_role("button", name="Submit request").click()
+            pg.wait_for_timeout(300)
+            assert sent == []
+            assert pg.get_by_role("progressbar").count() == 0
+            assert error.is_visible()
+            assert {label: pg.get_by_label(label).input_value() for label in typed} == typed
+            pg.screenshot(path=str(tmp_path / f"file-error-{scheme}.png"), full_page=True)
+
+            files.set_input_files([])
+            assert error.count() == 0
+            assert files.get_attribute("aria-describedby") == "attachments-hint"
+            assert files.get_attribute("aria-invalid") is None
+            pg.get_by_role("button", name="Submit request").click()
+            pg.get_by_text("Thank you, we received your request").wait_for()
+            assert any(r.startswith("POST ") and r.endswith("/portal/acme/submit") for r in sent)
+        finally:
+            context.close()
+
+    context = browser.new_context()
+    try:
+        pg = context.new_page()
+        pg.goto(f"{gw.base_url}/portal/acme/submit")
+        _fill_request(pg, _file(tmp_path, "fake.png", b"not a picture"))
+        pg.get_by_role("button", name="Submit request").click()  # the server's error page
+        error = pg.locator("#attachments-error")
+        server_says = "fake.png: the content is not recognised, not image/png"
+        assert error.inner_text() == server_says
+        files = pg.get_by_label("Attachments")
+        names = [_file(tmp_path, f"shot{i}.png", PNG) for i in range(4)]
+        files.set_input_files(names)
+        assert error.inner_text() == "At most 3 files can be attached."
+        files.set_input_files(names[:3])
+        assert error.inner_text() == server_says  # the server's word stands until it is asked
+        _fill_request(pg, _file(tmp_path, "ok.png", PNG))
+        pg.get_by_role("button", name="Submit request").click()
+        pg.get_by_role("link", name="Track Ticket").click()
+        pg.wait_for_url(re.compile(r"/portal/acme/tickets/TKT-0003$"))
+        pg.get_by_label("Your reply").fill("A program and a page.")
+        sent = _requests(pg)
+        pg.get_by_role("button", name=re.compile("^Attachments")).set_input_files(
+            [_file(tmp_path, "tool.exe", b"MZ"), _file(tmp_path, "notes.rtf", b"{\\rtf1}")])
+        pg.get_by_role("button", name="Send reply").click()
+        pg.wait_for_timeout(300)
+        assert sent == []
+        assert pg.locator("#attachments-error").inner_text() == (
+            "tool.exe: programs and scripts cannot be attached. notes.rtf: files ending .rtf "
+            "are not accepted; allowed: csv, doc, docx, gif, jpeg, jpg, pdf, png, svg, txt, "
+            "webp, xls, xlsx")
+        assert pg.get_by_label("Your reply").input_value() == "A program and a page."
+    finally:
+        context.close()

@@ -1,9 +1,112 @@
-// Adds to forms that work without it: live character counters, upload progress and
-// knowledge-base deflection.
+// Adds to forms that work without it: a check of chosen files, live character counters,
+// upload progress and knowledge-base deflection.
 (function () {
   "use strict";
 
   function fmt(n) { return n.toLocaleString("en-US"); }
+
+  // Files the server would refuse anyway (too many, past 10 MB, a type off the allowlist)
+  // are named next to the field, in the server's own sentences, before anything is sent: a
+  // post of them would only end on an error page, or a 413 that loses what was typed. The
+  // limits are the server's (portal/submit.py MAX_FILES, portal/api_files.py MAX_FILE_SIZE);
+  // the allowlist is the input's accept attribute. The server still checks everything.
+  var MAX_FILES = 3;
+  var MAX_BYTES = 10 * 1024 * 1024;
+  var PROGRAM_EXT = ["exe", "dll", "com", "bat", "cmd", "msi", "scr", "sh", "ps1", "vbs", "js",
+                     "jar", "apk", "app", "bin", "elf", "deb", "rpm", "dmg", "pif", "cpl", "lnk"];
+  var PAGE_EXT = ["html", "htm", "xhtml", "shtml", "mht", "mhtml", "hta", "php", "xml"];
+
+  // The name as the server reports it (api_files.safe_filename).
+  function safeName(name) {
+    var base = name.replace(/\\/g, "/").split("/").pop()
+      .replace(/[\x00-\x1f\x7f/\\]+/g, "_").replace(/^[ .]+|[ .]+$/g, "");
+    return base.slice(-200) || "file";
+  }
+
+  function fileProblem(file, allowed) {
+    var name = safeName(file.name);
+    var ext = name.indexOf(".") >= 0 ? name.split(".").pop().toLowerCase() : "";
+    if (file.size > MAX_BYTES) { return name + ": larger than 10 MB."; }
+    if (!allowed) { return null; }
+    if (PROGRAM_EXT.indexOf(ext) >= 0) {
+      return name + ": programs and scripts cannot be attached.";
+    }
+    if (PAGE_EXT.indexOf(ext) >= 0) {
+      return name + ": web pages (HTML) cannot be attached; send a PDF or a screenshot instead.";
+    }
+    if (allowed.indexOf(ext) < 0) {
+      return name + ": files ending ." + (ext || "(none)") + " are not accepted; allowed: " +
+        allowed.join(", ");
+    }
+    return null;
+  }
+
+  // What the server would answer for this input's files, or "" when it would take them.
+  function fileErrors(input) {
+    var files = Array.prototype.slice.call(input.files || []);
+    if (!files.length) { return ""; }
+    if (files.length > MAX_FILES) { return "At most " + MAX_FILES + " files can be attached."; }
+    var kept = input.form.querySelectorAll("input[type=hidden][name=upload]").length;
+    if (kept + files.length > MAX_FILES) {
+      return "Please attach at most " + MAX_FILES + " files.";
+    }
+    var accept = input.getAttribute("accept");
+    var allowed = accept ? accept.split(",").map(function (a) {
+      return a.trim().replace(/^\./, "").toLowerCase();
+    }).filter(Boolean).sort() : null;
+    return files.map(function (f) { return fileProblem(f, allowed); })
+      .filter(Boolean).join(" ");
+  }
+
+  // Shows or clears the error as the server's page marks it (_macros.html): <p class="error"
+  // id="NAME-error"> at the end of the field, named by the input's aria-describedby, with
+  // aria-invalid; role=alert so it is spoken when it appears. An error the server wrote comes
+  // back as it was once the files are fixed.
+  function markFiles(input, text) {
+    var id = input.name + "-error";
+    var out = document.getElementById(id);
+    var ids = (input.getAttribute("aria-describedby") || "").split(/\s+/).filter(Boolean);
+    if (text) {
+      if (!out) {
+        out = document.createElement("p");
+        out.className = "error";
+        out.id = id;
+        out.setAttribute("data-client", "");
+        (input.closest(".field") || input.parentNode).appendChild(out);
+      } else if (!out.hasAttribute("data-client") && !out.hasAttribute("data-server-text")) {
+        out.setAttribute("data-server-text", out.textContent);
+      }
+      out.setAttribute("role", "alert");
+      out.textContent = text;
+      if (ids.indexOf(id) < 0) { input.setAttribute("aria-describedby", ids.concat(id).join(" ")); }
+      input.setAttribute("aria-invalid", "true");
+      return;
+    }
+    if (!out) { return; }
+    if (out.hasAttribute("data-client")) {
+      out.remove();
+      ids = ids.filter(function (x) { return x !== id; });
+      if (ids.length) { input.setAttribute("aria-describedby", ids.join(" ")); }
+      else { input.removeAttribute("aria-describedby"); }
+      input.removeAttribute("aria-invalid");
+    } else if (out.hasAttribute("data-server-text")) {
+      out.textContent = out.getAttribute("data-server-text");
+      out.removeAttribute("data-server-text");
+      out.removeAttribute("role");
+    }
+  }
+
+  document.querySelectorAll("form input[type=file]").forEach(function (input) {
+    input.addEventListener("change", function () { markFiles(input, fileErrors(input)); });
+    input.form.addEventListener("submit", function (event) {
+      var text = fileErrors(input);
+      markFiles(input, text);
+      if (text) {
+        event.preventDefault();  // nothing is sent; what was typed stays as it is
+        input.focus();
+      }
+    });
+  });
 
   // Upload progress. A form with a [data-upload] box and chosen files is sent by
   // XMLHttpRequest, whose upload events a plain post lacks; the server's answer then becomes
