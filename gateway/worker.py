@@ -40,7 +40,7 @@ class Background:
     def __init__(self, services: Services, spool: Spool, *, rescan: float = 30.0) -> None:
         settings = services.settings
         self.spool = spool
-        self.processor = Processor(services.pipeline, rescan=rescan)
+        self.processor = Processor(services.pipeline, rescan=rescan, yield_to=spool.busy)
         self.outbox = OutboxWorker(services.store, make_transport(settings),
                                    max_attempts=settings.outbox_max_attempts)
         services.mailer.on_queued(self.outbox.wake)

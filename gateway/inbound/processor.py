@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from gateway.inbound.pipeline import Pipeline
 
@@ -17,10 +18,20 @@ RETRY_AFTER = 2.0  # seconds before messages that met an unavailable store are t
 
 
 class Processor:
-    def __init__(self, pipeline: Pipeline, *, rescan: float = 30.0, batch: int = 50) -> None:
+    """`yield_to` says when SMTP senders are waiting on this process's spool: processing then
+    waits a little (at most `max_yield` seconds a batch) and takes small batches, so the
+    database's write lock and the interpreter go to the senders first. Mail already
+    accepted can wait a moment; a sender on the line cannot."""
+
+    def __init__(self, pipeline: Pipeline, *, rescan: float = 30.0, batch: int = 50,
+                 yield_to: Callable[[], bool] | None = None, busy_batch: int = 2,
+                 max_yield: float = 1.0) -> None:
         self.pipeline = pipeline
         self.rescan = rescan
         self.batch = batch  # messages per transaction when several are waiting
+        self.yield_to = yield_to
+        self.busy_batch = busy_batch
+        self.max_yield = max_yield
         self._queue: asyncio.Queue[int] = asyncio.Queue()
         self._queued: set[int] = set()  # ids waiting in the queue, so a rescan adds no copies
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -48,6 +59,15 @@ class Processor:
         for inbound_id in new:
             self._enqueue(inbound_id)
 
+    async def _make_way(self, loop: asyncio.AbstractEventLoop) -> int:
+        """Let waiting senders' commit go first; the batch size to take now."""
+        if self.yield_to is None or not self.yield_to():
+            return self.batch
+        deadline = loop.time() + self.max_yield
+        while self.yield_to() and loop.time() < deadline:
+            await asyncio.sleep(0.002)
+        return self.busy_batch
+
     async def run(self, stop: asyncio.Event) -> None:
         loop = self._loop = asyncio.get_running_loop()
         await self._scan()
@@ -65,8 +85,9 @@ class Processor:
                 if getter not in done:
                     getter.cancel()
                     continue
+                size = await self._make_way(loop)
                 batch = [getter.result()]
-                while len(batch) < self.batch and not self._queue.empty():
+                while len(batch) < size and not self._queue.empty():
                     batch.append(self._queue.get_nowait())  # whatever else is waiting
                 self._queued.difference_update(batch)
                 try:  # idempotent: an id queued twice is handled once

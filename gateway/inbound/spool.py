@@ -66,6 +66,7 @@ class Spool:
         self._waiting: list[_Pending] = []
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._committing = False
 
     def submit(self, raw: bytes, *, mail_from: str, rcpt_tos: Sequence[str],
                channel: str = "smtp", imap_inbox_id: int | None = None) -> Future[int]:
@@ -91,6 +92,11 @@ class Spool:
         """Returns the inbound id; only after this may the sender be told `250`."""
         return self.submit(raw, mail_from=mail_from, rcpt_tos=rcpt_tos, channel=channel,
                            imap_inbox_id=imap_inbox_id).result()
+
+    def busy(self) -> bool:
+        """Messages wait for a commit, or one is under way: other writers should let it go
+        first, since a sender is waiting on the line for its 250."""
+        return self._committing or bool(self._waiting)
 
     def close(self) -> None:
         """Refuse new messages, commit the ones already waiting, stop the committer."""
@@ -123,6 +129,7 @@ class Spool:
         while (batch := self._next_batch()) is not None:
             if not batch:
                 continue
+            self._committing = True
             try:
                 ids = self._commit(batch)
             except BaseException as e:  # every caller of the batch is told; none gets a 250
@@ -134,6 +141,8 @@ class Spool:
                 if not isinstance(e, Exception):
                     raise
                 continue
+            finally:
+                self._committing = False
             for pending, inbound_id in zip(batch, ids, strict=True):
                 pending.future.set_result(inbound_id)
 
