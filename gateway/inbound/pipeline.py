@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from sqlalchemy.exc import OperationalError
 
@@ -230,7 +231,7 @@ class Pipeline:
         s.add(row)
 
 
-def _ids(mail: InboundMail):
+def _ids(mail: InboundMail) -> AbstractContextManager[None]:
     """Log lines about this message carry its spool id and Message-ID."""
     p = mail.parsed
     return logs.bound(inbound=mail.inbound_id, message_id=p.message_id if p else None)
