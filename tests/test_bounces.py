@@ -3,6 +3,8 @@ automatic mail to one address stops at the hourly cap."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from sqlmodel import select
 
@@ -78,13 +80,16 @@ def test_a_bounce_to_a_forged_return_path_marks_nothing(services, ticket):
         assert s.get(OutboundMessage, conf.id).state != "bounced"
 
 
-def test_no_address_gets_more_than_five_automatic_mails_an_hour(services):
+def test_no_address_gets_more_than_five_automatic_mails_an_hour(services, caplog):
+    caplog.set_level(logging.WARNING, logger="workestra.outbox")
     for i in range(8):
         deliver(services, customer_mail(f"Question {i}", "Hello?",
                                         sender="Bot <bot@noisy.test>"), mail_from="bot@noisy.test")
     to_bot = [m for m in services.store.outbox() if m.rcpt_to == "bot@noisy.test"]
     assert len(to_bot) == services.settings.auto_mail_per_hour == 5
     assert len(services.store.tickets(services.store.workspace_by_slug("acme").id)) == 8
+    held = [r for r in caplog.records if "bot@noisy.test" in r.getMessage()]
+    assert len(held) == 1  # three held back, one warning: the log is not flooded
 
 
 def test_agents_notifications_have_a_wider_brake_than_strangers(services):

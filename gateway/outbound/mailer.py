@@ -9,6 +9,7 @@ auto-responder builds with us, it runs dry after a few mails.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
@@ -24,6 +25,7 @@ from storage.models import OutboundMessage, Ticket, Workspace
 from storage.store import Store
 
 log = logging.getLogger("workestra.outbox")
+WARN_EVERY = 15 * 60.0  # seconds between warnings about one address's held-back mail
 
 
 class Mailer:
@@ -33,6 +35,7 @@ class Mailer:
         self.settings = settings
         self.store = store
         self._wakers: list[Callable[[], None]] = []
+        self._warned: dict[str, float] = {}  # address -> when its held-back mail was last warned
 
     def on_queued(self, callback: Callable[[], None]) -> None:
         self._wakers.append(callback)
@@ -85,8 +88,7 @@ class Mailer:
                 counts[to_address] = self.store.automatic_mail_count(
                     s, to_address, timedelta(hours=1), limit)
             if counts[to_address] >= limit:
-                log.warning("not sending %s to %s: %d automatic mails in the last hour already",
-                            kind, to_address, limit)
+                self._held_back(kind, to_address, limit)
                 return None
             counts[to_address] += 1  # a savepoint rolled back overstates it: the safe side
         sender = self.sender_address(s, ws)
@@ -119,6 +121,21 @@ class Mailer:
         s.flush()  # the id names the envelope sender
         row.mail_from = return_path(self.settings.secret_key, sender, row.id)  # type: ignore[arg-type]
         return row
+
+    def _held_back(self, kind: str, to_address: str, limit: int) -> None:
+        """One warning per address per quarter hour: a busy day's held-back notices, or a
+        bot's, would otherwise be thousands of identical lines; the rest go to debug."""
+        now = time.monotonic()
+        last = self._warned.get(to_address)
+        quiet = last is not None and now - last < WARN_EVERY
+        if not quiet:
+            if len(self._warned) > 10_000:
+                self._warned.clear()
+            self._warned[to_address] = now
+        log.log(logging.DEBUG if quiet else logging.WARNING,
+                "not sending %s to %s: %d automatic mails in the last hour already%s", kind,
+                to_address, limit, "" if quiet else " (further ones are logged at debug level "
+                "for 15 minutes)")
 
     def hourly_limit(self, s: Session, ws: Workspace, to_address: str) -> int:
         """Customers and strangers: the loop brake. The workspace's own agents get a wider one:
