@@ -21,7 +21,6 @@ import contextlib
 import os
 import random
 import smtplib
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
+from _common import free_port, wait_port  # noqa: E402  (bench/_common.py)
+
 RCPT = "support@acme.test"
 DJANGO_HELPDESK = 140.0  # messages/s from a directory, quoted in issue 3 (not measured here)
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
@@ -103,23 +104,6 @@ def send_all(port: int, mails: list[tuple[str, bytes]], connections: int
 
 
 # -- the servers -----------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server on port {port} exited with {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        time.sleep(0.05)
-    raise SystemExit(f"nothing listening on port {port} after {timeout} s")
-
 
 class NullHandler:
     async def handle_DATA(self, server, session, envelope) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+from _common import free_port, wait_port  # noqa: E402  (bench/_common.py)
+
 sys.path.insert(0, str(ROOT))
 
 import aiosmtplib  # noqa: E402
@@ -49,22 +50,6 @@ c.start()
 sys.stdin.read()
 """
 BATCH = 20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int) -> None:
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"sink did not start on {port}")
 
 
 def database_url(kind: str, data: Path) -> tuple[str, str | None]:

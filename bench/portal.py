@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
+from _common import free_port, wait_port  # noqa: E402  (bench/_common.py)
+
 HELLO = """
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
@@ -38,23 +39,6 @@ async def form(request):
 app = Starlette(routes=[Route("/", hello), Route("/form", form, methods=["POST"])])
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listening on {port}")
 
 
 async def _request(reader, writer, raw: bytes) -> tuple[int, bytes, bytes]:

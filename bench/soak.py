@@ -31,7 +31,6 @@ import json
 import os
 import random
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
+from _common import free_port, wait_port  # noqa: E402  (bench/_common.py)
+
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 RCPT = "support@acme.test"
 RATES = {"smtp": 20.0, "submit": 5.0, "track": 50.0, "reply": 5.0}  # offered ops/s
@@ -63,23 +64,6 @@ class Failed(Exception):
 
 
 # -- processes -------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"process for port {port} exited with {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        time.sleep(0.05)
-    raise SystemExit(f"nothing listening on port {port} after {timeout} s")
-
 
 def run_sink(port: int, path: str) -> None:
     """The relay: an aiosmtpd server that writes each delivered mail's Message-ID on a line."""
