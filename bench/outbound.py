@@ -37,6 +37,7 @@ from gateway.dkim_keys import generate  # noqa: E402
 from gateway.intake import Person, TicketRequest  # noqa: E402
 from gateway.outbound.outbox import OutboxWorker  # noqa: E402
 from gateway.outbound.transport import SmtpRelay  # noqa: E402
+from gateway.outbound.verp import return_path  # noqa: E402
 from gateway.services import build_services  # noqa: E402
 
 SINK = """
@@ -94,7 +95,8 @@ def queue_all(services, count: int) -> float:
 
 
 async def drain(services, port: int, count: int) -> float:
-    worker = OutboxWorker(services.store, SmtpRelay(Relay("127.0.0.1", port)))
+    worker = OutboxWorker(services.store, SmtpRelay(Relay("127.0.0.1", port)),
+                          secret=services.settings.secret_key)
     start = time.perf_counter()
     sent = 0
     while sent < count:
@@ -154,7 +156,8 @@ def main() -> None:
             rows = [m for m in services.store.outbox() if m.kind == "customer/tracking_link"]
             drain_s = asyncio.run(drain(services, port, len(rows) + 2))
             ours = args.count / (queue_s + drain_s)
-            raws = [(m.mail_from, m.rcpt_to, m.raw) for m in rows]
+            raws = [(return_path(settings.secret_key, m.mail_from, m.id), m.rcpt_to, m.raw)  # type: ignore[arg-type]
+                    for m in rows]
             base = asyncio.run(baseline(raws, port))
             deployed = args.count / pipelined(services, port, args.count)
             services.close()

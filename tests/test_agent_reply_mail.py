@@ -42,7 +42,7 @@ def test_names_subjects_and_filenames_outside_ascii_survive_the_trip():
                   to_name="Jürgen Ödegaard", to_address="j@customer.test",
                   message_id="m1@acme.test", loop_marker="workestra-x",
                   attachments=[("Übersicht.pdf", "application/pdf", PDF)])
-    raw = msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+    raw = msg.as_bytes()
     assert raw.isascii()  # 7-bit clean on the wire
     back = email.message_from_bytes(raw, policy=email.policy.default)
     assert str(back["Subject"]) == "[TKT-0042] Drucker brennt — Ärger"

@@ -16,6 +16,7 @@ from gateway.config import Relay
 from gateway.intake import Person, TicketRequest
 from gateway.outbound.outbox import OutboxWorker, backoff
 from gateway.outbound.transport import SentDirectory, SmtpRelay
+from gateway.outbound.verp import read_return_path
 from tests.conftest import free_port
 
 
@@ -26,6 +27,7 @@ class FlakyRelay:
         self.refuse = refuse
         self.code = code
         self.accepted: list[bytes] = []
+        self.senders: list[str] = []  # envelope senders of the accepted mail
         self.attempts = 0
 
     async def handle_DATA(self, server, session, envelope):
@@ -33,6 +35,7 @@ class FlakyRelay:
         if self.attempts <= self.refuse:
             return self.code
         self.accepted.append(envelope.original_content or envelope.content)
+        self.senders.append(envelope.mail_from)
         return "250 OK"
 
 
@@ -65,7 +68,7 @@ def relay_on(port: int, relay: FlakyRelay) -> Iterator[FlakyRelay]:
 
 def _worker(services, port: int, **kw) -> OutboxWorker:
     return OutboxWorker(services.store, SmtpRelay(Relay("127.0.0.1", port), timeout=5),
-                        backoff_base=0.1, **kw)
+                        secret=services.settings.secret_key, backoff_base=0.1, **kw)
 
 
 def test_temporary_refusals_delay_but_deliver_each_mail_once(services):
@@ -78,6 +81,13 @@ def test_temporary_refusals_delay_but_deliver_each_mail_once(services):
     assert [r.state for r in rows] == ["sent"] * queued
     assert len(relay.accepted) == queued  # exactly once each
     assert sum(r.attempts for r in rows) == queued + 2
+    # each went out under its own envelope sender (VERP), which names its row for a bounce
+    by_message_id = {r.message_id: r.id for r in rows}
+    named = {read_return_path(services.settings.secret_key, sender) for sender in relay.senders}
+    sent = {by_message_id[email.message_from_bytes(raw)["Message-ID"].strip("<>")]
+            for raw in relay.accepted}
+    assert named == sent == set(by_message_id.values())
+    assert all(x.startswith("support+b") and x.endswith("@acme.test") for x in relay.senders)
     ids = {email.message_from_bytes(raw, policy=email.policy.default)["Message-ID"]
            for raw in relay.accepted}
     assert ids == {f"<{r.message_id}>" for r in rows}
@@ -136,7 +146,8 @@ def test_connections_to_the_relay_are_reused_and_a_dropped_one_is_replaced(servi
     port = free_port()
     relay = SessionCountingRelay()
     transport = SmtpRelay(Relay("127.0.0.1", port), timeout=5, check_after=0.0)
-    worker = OutboxWorker(services.store, transport, backoff_base=0.1, connections=4)
+    worker = OutboxWorker(services.store, transport, secret=services.settings.secret_key,
+                          backoff_base=0.1, connections=4)
 
     async def scenario() -> None:
         with relay_on(port, relay):
@@ -157,7 +168,8 @@ def test_connections_to_the_relay_are_reused_and_a_dropped_one_is_replaced(servi
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_without_a_relay_mail_is_written_to_the_sent_folder(services, tmp_path):
     queued = _queue_one(services)
-    worker = OutboxWorker(services.store, SentDirectory(tmp_path / "sent"))
+    worker = OutboxWorker(services.store, SentDirectory(tmp_path / "sent"),
+                          secret=services.settings.secret_key)
     asyncio.run(_drain(worker, 0.3))
     files = sorted((tmp_path / "sent").glob("*.eml"))
     assert len(files) == queued
@@ -283,7 +295,7 @@ def test_starttls_and_login_to_the_relay(services, tmp_path, password, delivered
     try:
         url = f"smtp+starttls://bot:{password}@127.0.0.1:{port}?ca={cert}"
         worker = OutboxWorker(services.store, SmtpRelay(parse_relay(url), timeout=5),
-                              backoff_base=0.1)
+                              secret=services.settings.secret_key, backoff_base=0.1)
         asyncio.run(_drain(worker, 1.0))
     finally:
         controller.stop()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
+from collections.abc import Sequence
 from functools import lru_cache
 
 import dkim
@@ -38,6 +39,14 @@ def _key(private_pem: str) -> rsa.RSAPrivateKey:
 def sign(raw: bytes, *, selector: str, domain: str, private_pem: str) -> bytes:
     """The message with a DKIM-Signature header on top (relaxed/relaxed, rsa-sha256)."""
     headers, body = dkim.rfc822_parse(raw)
+    return signature_field(headers, body, selector=selector, domain=domain,
+                           private_pem=private_pem) + raw
+
+
+def signature_field(headers: Sequence[Sequence[bytes]], body: bytes, *, selector: str,
+                    domain: str, private_pem: str) -> bytes:
+    """The DKIM-Signature field (CRLF-terminated) for a message already split into header
+    fields (name, value as sent) and a CRLF body: what `compose` writes, unparsed again."""
     present = {name.lower() for name, _ in headers}
     include = [h for h in SIGNED_HEADERS if h in present or h == b"from"]
     body_hash = base64.b64encode(hashlib.sha256(_RELAXED.canonicalize_body(body)).digest())
@@ -51,4 +60,4 @@ def sign(raw: bytes, *, selector: str, domain: str, private_pem: str) -> bytes:
     signature = base64.b64encode(_key(private_pem).sign(
         hasher.digest(), padding.PKCS1v15(), Prehashed(hashes.SHA256())))
     folded = b"\r\n ".join(signature[i:i + 72] for i in range(0, len(signature), 72))
-    return b"DKIM-Signature: " + head + folded + b"\r\n" + raw
+    return b"DKIM-Signature: " + head + folded + b"\r\n"

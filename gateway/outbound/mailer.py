@@ -1,9 +1,9 @@
 """Queues a templated mail in the outbox, inside the caller's transaction.
 
-Every mail is rendered, DKIM-signed and stored as the exact bytes the relay will get; its
-envelope sender names it (VERP) so a bounce maps back. Automatic mail (confirmations,
-notifications, fresh links) to one address is capped per hour: whatever loop an
-auto-responder builds with us, it runs dry after a few mails.
+Every mail is rendered, DKIM-signed and stored as the exact bytes the relay will get; the
+outbox worker gives it an envelope sender that names it (VERP), so a bounce maps back.
+Automatic mail (confirmations, notifications, fresh links) to one address is capped per hour:
+whatever loop an auto-responder builds with us, it runs dry after a few mails.
 """
 
 from __future__ import annotations
@@ -12,20 +12,28 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import NamedTuple
 
+from sqlalchemy import insert
 from sqlmodel import Session
 
 from gateway.config import Settings
-from gateway.outbound.compose import compose, new_message_id
-from gateway.outbound.dkim_sign import sign
+from gateway.outbound.compose import Composed, compose, new_message_id
+from gateway.outbound.dkim_sign import signature_field
 from gateway.outbound.render import Brand, override_root, render
-from gateway.outbound.verp import return_path
 from gateway.tokens import feedback_token, loop_marker, reply_address, tracking_token
-from storage.models import OutboundMessage, Ticket, Workspace
+from storage.models import OutboundMessage, Ticket, Workspace, utcnow
 from storage.store import Store
 
 log = logging.getLogger("workestra.outbox")
 WARN_EVERY = 15 * 60.0  # seconds between warnings about one address's held-back mail
+_TABLE = OutboundMessage.__table__  # type: ignore[attr-defined]
+_INSERT = insert(_TABLE).returning(_TABLE.c.id)
+
+
+class Queued(NamedTuple):
+    id: int
+    message_id: str  # without angle brackets
 
 
 class Mailer:
@@ -76,8 +84,8 @@ class Mailer:
         automatic: bool = True,
         agent_id: int | None = None,
         files: Sequence[tuple[str, str, bytes]] = (),
-    ) -> OutboundMessage | None:
-        """The queued row, or None when the hourly cap on automatic mail holds it back."""
+    ) -> Queued | None:
+        """The queued mail, or None when the hourly cap on automatic mail holds it back."""
         to_address = to_address.strip().lower()
         if automatic:
             limit = self.hourly_limit(s, ws, to_address)
@@ -112,15 +120,17 @@ class Mailer:
             automatic=automatic,
             attachments=files,
         )
-        raw = self.sign(ws, sender, msg.as_bytes(policy=msg.policy.clone(linesep="\r\n")))
-        row = OutboundMessage(
-            workspace_id=ws.id, ticket_id=ticket.id if ticket else None, kind=kind,  # type: ignore[arg-type]
-            agent_id=agent_id, automatic=automatic, message_id=message_id, mail_from=sender,
-            rcpt_to=to_address, raw=raw)
-        s.add(row)
-        s.flush()  # the id names the envelope sender
-        row.mail_from = return_path(self.settings.secret_key, sender, row.id)  # type: ignore[arg-type]
-        return row
+        now = utcnow()
+        # One plain INSERT on the session's connection, in its transaction: an ORM object
+        # and its flush cost more than rendering the mail. The envelope sender is the plain
+        # address; the outbox worker turns it into this row's VERP address when it sends.
+        outbound_id = s.connection().execute(_INSERT, {
+            "workspace_id": ws.id, "ticket_id": ticket.id if ticket else None, "kind": kind,
+            "agent_id": agent_id, "automatic": automatic, "message_id": message_id,
+            "mail_from": sender, "rcpt_to": to_address, "raw": self.sign(ws, sender, msg),
+            "state": "queued", "attempts": 0, "next_attempt_at": now, "created_at": now,
+        }).scalar_one()
+        return Queued(outbound_id, message_id)
 
     def _held_back(self, kind: str, to_address: str, limit: int) -> None:
         """One warning per address per quarter hour: a busy day's held-back notices, or a
@@ -147,13 +157,16 @@ class Mailer:
             return self.settings.agent_mail_per_hour
         return self.settings.auto_mail_per_hour
 
-    def sign(self, ws: Workspace, sender: str, raw: bytes) -> bytes:
-        """With the workspace's key for its own domain; else the gateway's; else unsigned."""
+    def sign(self, ws: Workspace, sender: str, msg: Composed) -> bytes:
+        """The bytes to send, signed with the workspace's key for its own domain; else the
+        gateway's; else unsigned."""
         if ws.dkim_private_key and ws.dkim_selector:
-            return sign(raw, selector=ws.dkim_selector, domain=sender.rpartition("@")[2],
-                        private_pem=ws.dkim_private_key)
-        key = self.settings.dkim
-        if key is not None:
-            return sign(raw, selector=key.selector, domain=key.domain,
-                        private_pem=key.private_pem)
-        return raw
+            selector, domain, pem = (ws.dkim_selector, sender.rpartition("@")[2],
+                                     ws.dkim_private_key)
+        elif self.settings.dkim is not None:
+            key = self.settings.dkim
+            selector, domain, pem = key.selector, key.domain, key.private_pem
+        else:
+            return msg.as_bytes()
+        return signature_field(msg.headers, msg.body, selector=selector, domain=domain,
+                               private_pem=pem) + msg.as_bytes()

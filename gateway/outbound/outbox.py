@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from gateway import logs
 from gateway.outbound.transport import DeliveryError, Transport
+from gateway.outbound.verp import return_path
 from storage.models import OutboundMessage, utcnow
 from storage.store import Delivery, Store
 
@@ -20,13 +21,14 @@ def backoff(attempt: int, base: float = 5.0, cap: float = 600.0) -> timedelta:
 
 
 class OutboxWorker:
-    def __init__(self, store: Store, transport: Transport, *, max_attempts: int = 8,
-                 backoff_base: float = 5.0, poll_interval: float = 1.0, batch: int = 100,
-                 connections: int = 20) -> None:
+    def __init__(self, store: Store, transport: Transport, *, secret: str,
+                 max_attempts: int = 8, backoff_base: float = 5.0, poll_interval: float = 1.0,
+                 batch: int = 100, connections: int = 20) -> None:
         self.batch = batch  # claimed, and recorded, in one transaction each
         self.connections = connections  # open to the relay at once
         self.store = store
         self.transport = transport
+        self.secret = secret  # for the VERP envelope sender of each mail
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.poll_interval = poll_interval
@@ -78,7 +80,9 @@ class OutboxWorker:
         try:
             try:
                 async with open_at_once:
-                    answer = await self.transport.send(m.raw, m.mail_from, [m.rcpt_to], name)
+                    answer = await self.transport.send(
+                        m.raw, return_path(self.secret, m.mail_from, m.id),  # type: ignore[arg-type]
+                        [m.rcpt_to], name)
             except DeliveryError:
                 raise
             except Exception as e:  # a full disk, a bug: retry with backoff, never silently
