@@ -52,14 +52,34 @@ def _fold(name: str, value: str) -> bytes:
 
 
 def _address(name: str, address: str) -> str:
-    """`Name <addr>`; a name outside ASCII becomes RFC 2047 words (split to fit a line)."""
+    """`Name <addr>`; a name outside ASCII becomes RFC 2047 words, the address on a line of
+    its own when the name is long."""
     name = clean_header(name)
     if name.isascii():
         return formataddr((name, address))
-    words = Header(name, _QP).encode(linesep="\r\n", maxlinelen=MAX_LINE - 10)
+    words = _encoded_words(name)
     if len(words.rpartition("\n")[2]) + len(address) + 3 > MAX_LINE - 10:
         return f"{words}\r\n <{address}>"
     return f"{words} <{address}>"
+
+
+def _encoded_words(text: str, width: int = 66) -> str:
+    """One encoded word when it fits; else several, cut between words with the space inside
+    the encoded text (RFC 2047 section 6.2: whitespace between encoded words is dropped).
+    Never cut inside a word: some readers would show the gap."""
+    whole = _QP.header_encode(text)
+    if len(whole) <= width:
+        return whole
+    chunks: list[str] = []
+    for word in text.split(" "):
+        grown = f"{chunks[-1]} {word}" if chunks else word
+        if chunks and len(_QP.header_encode(grown)) <= width:
+            chunks[-1] = grown
+        else:
+            if chunks:
+                chunks[-1] += " "
+            chunks.append(word)
+    return "\r\n ".join(_QP.header_encode(chunk) for chunk in chunks)
 
 
 def _boundary() -> str:
@@ -83,17 +103,32 @@ def _text_part(text: str, subtype: str) -> bytes:
             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + _quoted_printable(text))
 
 
+def _filename(name: str) -> str:
+    """The Content-Disposition parameter: quoted when plain ASCII and short; otherwise RFC 2231
+    (`filename*=utf-8''...`, which every current client reads), split into numbered pieces
+    (section 3) so no line passes 78 characters, and never through the middle of a %XX."""
+    if _PLAIN_FILENAME.match(name) and len(name) <= 60:
+        return f'filename="{name}"'
+    encoded = encode_rfc2231(name, "utf-8")
+    if len(encoded) <= 64:
+        return f"filename*={encoded}"
+    pieces, start = [], 0
+    while start < len(encoded):
+        end = min(start + 60, len(encoded))
+        cut = encoded.rfind("%", end - 2, end)  # a %XX that the cut would split
+        if end < len(encoded) and cut != -1:
+            end = cut
+        pieces.append(encoded[start:end])
+        start = end
+    return ";\r\n ".join(f"filename*{i}*={piece}" for i, piece in enumerate(pieces))
+
+
 def _file_part(filename: str, content_type: str, data: bytes) -> bytes:
-    """A file as an attachment, never inline; its name quoted when plain ASCII, else in
-    RFC 2231 form (which every current client reads), so names like Übersicht.pdf survive."""
+    """A file as an attachment, never inline, so names like Übersicht.pdf survive."""
     content_type = content_type.strip().lower()
     if not _MIME_TYPE.match(content_type):
         content_type = "application/octet-stream"
-    name = clean_header(filename) or "file"
-    if _PLAIN_FILENAME.match(name) and len(name) < 60:
-        disposition = f'attachment; filename="{name}"'
-    else:
-        disposition = f"attachment;\r\n filename*={encode_rfc2231(name, 'utf-8')}"
+    disposition = "attachment;\r\n " + _filename(clean_header(filename) or "file")
     return (b"Content-Type: " + content_type.encode("ascii") + CRLF
             + b"Content-Transfer-Encoding: base64\r\nContent-Disposition: "
             + disposition.encode("ascii") + b"\r\n\r\n" + _base64(data))
@@ -156,7 +191,7 @@ def compose(
     content_type = f'multipart/alternative; boundary="{alternative}"'
     if attachments:
         mixed = _boundary()
-        inner = (b'Content-Type: multipart/alternative; boundary="' + alternative.encode()
+        inner = (b'Content-Type: multipart/alternative;\r\n boundary="' + alternative.encode()
                  + b'"\r\n\r\n' + body)
         body = _multipart(mixed, [inner, *(_file_part(*f) for f in attachments)])
         content_type = f'multipart/mixed; boundary="{mixed}"'
