@@ -12,38 +12,68 @@ from gateway.inbound.spool import Spool
 from tests.conftest import customer_mail
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_while_senders_wait_processing_pauses_then_takes_small_batches(services):
+def spooled(services, count: int) -> list[int]:
     spool = Spool(services.store, services.blobs)
     ids = [spool.accept(customer_mail(f"Request {i}", "x", sender=f"c{i}@customer.test")
                         .as_bytes(), mail_from=f"c{i}@customer.test",
-                        rcpt_tos=["support@acme.test"]) for i in range(6)]
+                        rcpt_tos=["support@acme.test"]) for i in range(count)]
     spool.close()
-    busy_until = time.monotonic() + 0.5  # senders on the line for half a second
-    batches: list[tuple[float, int]] = []
+    return ids
+
+
+def run_until_done(services, processor: Processor, ids: list[int], limit: float) -> float:
+    """Seconds until every message is processed; fails past `limit`."""
+    async def run() -> float:
+        stop = asyncio.Event()
+        start = time.monotonic()
+        task = asyncio.create_task(processor.run(stop))
+        while not all(services.store.inbound(i).state == "done" for i in ids):
+            assert time.monotonic() - start < limit, "processing starved"
+            await asyncio.sleep(0.02)
+        stop.set()
+        await task
+        return time.monotonic() - start
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_while_senders_wait_processing_takes_small_batches_and_pauses_between(services):
+    ids = spooled(services, 8)
+    start = time.monotonic()
+    busy_until = start + 0.6  # senders on the line for a while
+    batches: list[tuple[float, float, int]] = []  # (start, end, size)
     real = services.pipeline.process_batch
 
     def recording(batch: list[int]):
-        batches.append((time.monotonic(), len(batch)))
-        return real(batch)
+        began = time.monotonic()
+        try:
+            return real(batch)
+        finally:
+            batches.append((began, time.monotonic(), len(batch)))
 
     services.pipeline.process_batch = recording  # the real pipeline, watched
     processor = Processor(services.pipeline, yield_to=lambda: time.monotonic() < busy_until,
-                          busy_batch=2, max_yield=5.0)
+                          busy_batch=2, max_yield=5.0, share=0.2)
+    run_until_done(services, processor, ids, limit=10)
+    assert batches[0][0] - start >= 0.15  # it let the senders go first
+    during = [b for b in batches if b[0] < busy_until]
+    assert all(size <= 2 for _, _, size in during)
+    assert len(during) >= 2
+    # after each batch in the busy spell it waited about 4 times as long (share 0.2)
+    for (began, end, _), (nxt, _, _) in zip(during, during[1:], strict=False):
+        assert nxt - end >= 0.8 * 4 * (end - began)
+    assert sum(n for _, _, n in batches) == 8
+    assert [services.store.inbound(i).outcome for i in ids] == ["new_ticket"] * 8
 
-    async def run() -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(processor.run(stop))
-        while not all(services.store.inbound(i).state == "done" for i in ids):
-            await asyncio.sleep(0.05)
-        stop.set()
-        await task
 
-    asyncio.run(run())
-    assert batches[0][0] >= busy_until  # nothing started while senders waited
-    assert sum(n for _, n in batches) == 6
-    assert batches[0][1] <= 2  # right after a busy spell: a small batch
-    assert [services.store.inbound(i).outcome for i in ids] == ["new_ticket"] * 6
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_under_constant_pressure_processing_keeps_its_share(services):
+    """Senders never stop, and no wait may reach max_yield: processing runs on, at `share`."""
+    ids = spooled(services, 6)
+    processor = Processor(services.pipeline, yield_to=lambda: True, busy_batch=1,
+                          max_yield=30.0, share=0.5)
+    assert run_until_done(services, processor, ids, limit=20) < 10  # not 6 x 30 s
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

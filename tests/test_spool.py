@@ -7,6 +7,7 @@ import hashlib
 import os
 import smtplib
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -207,3 +208,16 @@ def test_a_busy_sqlite_writer_delays_the_spool_but_does_not_fail_it(services):
     writer.join(30)
     assert services.store.inbound(future.result(30)).mail_from == "b@customer.test"
     spool.close()
+
+
+def test_the_spool_says_it_is_busy_while_mail_comes_in_and_not_after(services):
+    """The in-process processor gives way while this is true (tests/test_processor.py)."""
+    spool = Spool(services.store, services.blobs, recent=0.3)
+    try:
+        assert not spool.busy()
+        spool.accept(raw_mail(1), mail_from="a@customer.test", rcpt_tos=RCPT)
+        assert spool.busy()  # committed, but the next message of a stream is likely close
+        time.sleep(0.4)
+        assert not spool.busy()
+    finally:
+        spool.close()

@@ -56,12 +56,15 @@ class Spool:
     """
 
     def __init__(self, store: Store, blobs: BlobStore, *, max_batch: int = 500,
-                 max_batch_bytes: int = 64 * 1024 * 1024, linger: float = 1.0) -> None:
+                 max_batch_bytes: int = 64 * 1024 * 1024, linger: float = 1.0,
+                 recent: float = 0.02) -> None:
         self.store = store
         self.blobs = blobs  # where the pipeline keeps the bytes once processed
         self.max_batch = max_batch
         self.max_batch_bytes = max_batch_bytes
         self.linger = linger  # idle seconds before the committer thread ends
+        self.recent = recent  # seconds after a message came in that more are expected
+        self._last_submit = -recent
         self._cond = threading.Condition()
         self._waiting: list[_Pending] = []
         self._thread: threading.Thread | None = None
@@ -80,6 +83,7 @@ class Spool:
             if self._closed:
                 raise SpoolError("the spool is closed")
             self._waiting.append(pending)
+            self._last_submit = time.monotonic()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="spool-commit",
                                                 daemon=True)
@@ -94,9 +98,11 @@ class Spool:
                            imap_inbox_id=imap_inbox_id).result()
 
     def busy(self) -> bool:
-        """Messages wait for a commit, or one is under way: other writers should let it go
+        """Messages wait for a commit, one is under way, or one came in a moment ago (in a
+        stream of deliveries the next is already on its way): other work should let them go
         first, since a sender is waiting on the line for its 250."""
-        return self._committing or bool(self._waiting)
+        return (self._committing or bool(self._waiting)
+                or time.monotonic() - self._last_submit < self.recent)
 
     def close(self) -> None:
         """Refuse new messages, commit the ones already waiting, stop the committer."""
