@@ -189,6 +189,12 @@ class InboundMessage(SQLModel, table=True):
     received_at: datetime = _ts(nullable=False)
     processed_at: datetime | None = _opt_ts()
 
+    # Dedupe and threading look a Message-ID (or hash) up within a workspace on every message.
+    # With only single-column indexes SQLite, before any ANALYZE, walks the workspace's index:
+    # a scan of all its mail per message, slower every day.
+    __table_args__ = (Index("ix_inboundmessage_workspace_message", "workspace_id", "message_id"),
+                      Index("ix_inboundmessage_workspace_sha256", "workspace_id", "raw_sha256"))
+
 
 class SigningDomain(SQLModel, table=True):
     """A sender domain seen with a valid DKIM signature: its unsigned mail is suspect later."""
