@@ -17,7 +17,11 @@ def make_engine(url: str) -> Engine:
         return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    # Enough pooled connections for every thread that reads at once (the portal's thread pool,
+    # the spool, the processor): past the pool's size each one would be closed on return and
+    # opened again, WAL pragmas and all, on the next request.
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                           pool_size=20, max_overflow=20)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:

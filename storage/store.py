@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -48,6 +49,17 @@ def normalise_address(address: str) -> str:
     return f"{local.split('+', 1)[0]}@{domain}" if local else address.strip().lower()
 
 
+_TURNS: dict[str, threading.RLock] = {}
+_TURNS_LOCK = threading.Lock()
+
+
+def _writer_turns(url: str) -> threading.RLock:
+    """One lock per SQLite database in this process, shared by every Store on it. Re-entrant:
+    a nested transaction in the same thread waits for SQLite, as it did before."""
+    with _TURNS_LOCK:
+        return _TURNS.setdefault(url, threading.RLock())
+
+
 class Store:
     """Domain verbs over one engine. Verbs that take `s` run inside the caller's transaction."""
 
@@ -55,11 +67,18 @@ class Store:
         self.engine = engine
         self.reader = engine.execution_options(**{READ_ONLY: True})
         self.postgres = is_postgres(engine)
+        self._writers: AbstractContextManager = (
+            nullcontext() if self.postgres else _writer_turns(str(engine.url)))
 
     @contextmanager
     def tx(self) -> Iterator[Session]:
-        """One transaction: committed on success, rolled back on any error."""
-        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+        """One transaction: committed on success, rolled back on any error.
+
+        On SQLite one writer works at a time; this process's writers wait their turn on a
+        lock, handed over the moment it is free. Left to SQLite, a waiting writer sleeps in
+        growing steps (up to 100 ms) and tries again, so under load the lock sat idle while
+        writers slept, and a form submission could take 700 ms (bench/portal.py)."""
+        with self._writers, Session(self.engine, expire_on_commit=False) as s, s.begin():
             yield s
 
     @contextmanager
