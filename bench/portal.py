@@ -85,7 +85,8 @@ async def load(port: int, raw: bytes, seconds: float, connections: int) -> dict:
 
 
 async def prepare(port: int) -> tuple[bytes, bytes, bytes]:
-    """(submit page GET, submission POST, tracking page GET) with the cookies they need."""
+    """(submit page GET, submission POST, tracking page GET) with the cookies a browser would
+    send back by then: the tracking page gets its ticket cookie and the CSRF cookie."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     _, head, body = await _request(reader, writer, _raw("GET", "/portal/acme/submit", port))
     csrf_cookie = re.search(rb"wk_csrf=([^;]+)", head).group(1).decode()
@@ -103,7 +104,7 @@ async def prepare(port: int) -> tuple[bytes, bytes, bytes]:
     path = link.decode().split("?")[0]
     writer.close()
     return (_raw("GET", "/portal/acme/submit", port, f"wk_csrf={csrf_cookie}"), post,
-            _raw("GET", path, port, f"wk_ticket={session}"))
+            _raw("GET", path, port, f"wk_ticket={session}; wk_csrf={csrf_cookie}"))
 
 
 def main() -> None:

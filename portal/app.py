@@ -24,6 +24,7 @@ from portal import (
     uploads,
 )
 from portal.console import routes as console_routes
+from portal.page_cache import PageCache
 from portal.pages import not_found
 from portal.request_log import RequestLog
 
@@ -63,6 +64,7 @@ def create_app(services: Services) -> Starlette:
         exception_handlers={404: _not_found, HTTPException: _http_error},
     )
     app.state.services = services
+    app.state.page_cache = PageCache()
     app.state.metrics = health.Metrics(services.store)
     app.add_middleware(health.LatencyMiddleware, metrics=app.state.metrics)
     app.add_middleware(RequestLog)  # outermost: its request id is on every line below it

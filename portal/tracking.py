@@ -26,6 +26,7 @@ from starlette.routing import Route
 from gateway.intake import NewFile, Person
 from gateway.services import Services
 from gateway.tokens import TRACKING_MAX_AGE, read_tracking_token
+from portal import csrf, page_cache
 from portal.pages import not_found
 from portal.ratelimit import limits_of
 from portal.submit import MAX_DESCRIPTION, MAX_FILES, csrf_ok, show
@@ -65,9 +66,10 @@ def _session_signer(services: Services) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(services.settings.secret_key, salt=_SESSION_SALT)
 
 
-def session_ticket(services: Services, ws: Workspace, ref: str, cookie: str,
-                   s: Session | None = None) -> Ticket | None:
-    """The ticket the ticket-scoped session cookie was issued for, if it is this one."""
+def session_claim(services: Services, cookie: str) -> tuple[int, str] | None:
+    """(ticket id, customer address) from a ticket-scoped session cookie we signed, or None."""
+    if not cookie:
+        return None
     try:
         value = _session_signer(services).loads(cookie, max_age=TRACKING_MAX_AGE)
     except (BadSignature, ValueError, TypeError):
@@ -75,7 +77,14 @@ def session_ticket(services: Services, ws: Workspace, ref: str, cookie: str,
     if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int)
             and isinstance(value[1], str)):
         return None
-    return _check_claim(services, ws, ref, (value[0], value[1]), s)
+    return value[0], value[1]
+
+
+def session_ticket(services: Services, ws: Workspace, ref: str, cookie: str,
+                   s: Session | None = None) -> Ticket | None:
+    """The ticket the ticket-scoped session cookie was issued for, if it is this one."""
+    claim = session_claim(services, cookie)
+    return _check_claim(services, ws, ref, claim, s) if claim is not None else None
 
 
 def ticket_path(ws: Workspace, ticket: Ticket) -> str:
@@ -96,6 +105,8 @@ class View:
     ticket: Ticket
     contact: Contact | None
     messages: list[Message]
+    comments: list[Comment] = field(default_factory=list)  # the public ones
+    files: list[Attachment] = field(default_factory=list)  # all of the ticket's
 
 
 def load_view(services: Services, ticket_id: int) -> View | None:
@@ -128,7 +139,7 @@ def _view(s: Session, ticket_id: int) -> View | None:
     for f in files:
         if f.comment_id in by_comment:
             by_comment[f.comment_id].attachments.append(f)
-    return View(ticket, contact, messages)
+    return View(ticket, contact, messages, comments, files)
 
 
 def cookie_view(services: Services, slug: str, ref: str, cookie: str
@@ -166,19 +177,68 @@ def _invalid(request: Request, ws: Workspace, ref: str, *, token: bool,
                 token_in_url=token, error=error)
 
 
+def _fingerprint(services: Services, ticket_id: int, slug: str) -> page_cache.Fingerprint | None:
+    if "\x00" in slug:  # PostgreSQL refuses NUL in a text parameter; no slug has one
+        return None
+    with services.store.reader.connect() as conn:
+        return page_cache.read(conn, ticket_id, slug)
+
+
 async def tracking_page(request: Request) -> Response:
+    """The ticket for the holder of its session cookie; served from the page cache while the
+    ticket is unchanged (portal/page_cache.py), else read and rendered (and kept)."""
     services: Services = request.app.state.services
     if request.query_params.get("t"):
         return await _swap_token(request)
-    ref = request.path_params["ref"].upper()
-    ws, view = await asyncio.to_thread(cookie_view, services, request.path_params["slug"], ref,
-                                       request.cookies.get(SESSION_COOKIE, ""))
-    if ws is None or not REFERENCE.match(ref):
+    slug, ref = request.path_params["slug"], request.path_params["ref"].upper()
+    cookie = request.cookies.get(SESSION_COOKIE, "")
+    cache: page_cache.PageCache = request.app.state.page_cache
+    sent = request.query_params.get("sent") == "1"
+    variant = (str(request.base_url), sent)  # the logo's address; the "reply sent" notice
+    claim = session_claim(services, cookie)
+    m = REFERENCE.match(ref)
+    if claim is not None and m is not None:
+        found = await asyncio.to_thread(_fingerprint, services, claim[0], slug)
+        if found is not None and found.email == claim[1] and found.number == int(m.group(1)):
+            kept = cache.get((found.key, *variant))
+            if kept is not None:
+                return _kept_page(request, services, cache, *kept)
+    ws, view = await asyncio.to_thread(cookie_view, services, slug, ref, cookie)
+    if ws is None or m is None:
         return not_found(request)
     if view is None:
         return _invalid(request, ws, ref, token=False)
-    return await _render(request, ws, view.ticket, sent=request.query_params.get("sent") == "1",
-                         view=view)
+    response = await _render(request, ws, view.ticket, sent=sent, view=view)
+    _keep(request, services, cache, response, ws, view, variant)
+    return response
+
+
+def _keep(request: Request, services: Services, cache: page_cache.PageCache,
+          response: Response, ws: Workspace, view: View, variant: tuple) -> None:
+    """Store a freshly rendered page with its CSRF token taken out (only when the visitor
+    already had a CSRF cookie, so the token in it is the one recomputed here)."""
+    if response.status_code != 200 or view.contact is None or not request.cookies.get(
+            csrf.COOKIE):
+        return
+    token, fresh = csrf.token(request, services.settings.secret_key)
+    if fresh is not None:
+        return
+    found = page_cache.of_view(view.ticket, view.contact, ws, view.comments, view.files)
+    headers = [(k, v) for k, v in response.raw_headers
+               if k not in (b"content-length", b"set-cookie")]
+    cache.put((found.key, *variant), response.body.replace(token.encode(),
+                                                           cache.marker.encode()), headers)
+
+
+def _kept_page(request: Request, services: Services, cache: page_cache.PageCache,
+               body: bytes, headers: list[tuple[bytes, bytes]]) -> Response:
+    """A stored page with this visitor's CSRF token put back in (and its cookie set, if new)."""
+    token, fresh = csrf.token(request, services.settings.secret_key)
+    response = Response(body.replace(cache.marker.encode(), token.encode()))
+    response.raw_headers = [*headers, *(h for h in response.raw_headers
+                                        if h[0] == b"content-length")]
+    csrf.set_cookie(response, fresh, secure=request.url.scheme == "https")
+    return response
 
 
 async def _swap_token(request: Request) -> Response:

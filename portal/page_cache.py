@@ -1,0 +1,94 @@
+"""Tracking pages kept as rendered, for as long as what they show is unchanged.
+
+A customer's page is read far more often than its ticket changes. A kept page is served after
+one small query, the page's fingerprint: the ticket's row, its contact's name and address, the
+workspace's branding, and the count and last id of the ticket's public comments and of its
+files. Comments and files are only ever added, and a held reply that an agent accepts turns
+public (the count moves), so any change the page could show changes the fingerprint. What
+differs per visitor, the CSRF token, is kept out of the stored page and put in on the way out.
+A page is only ever stored, and served, after the visitor's signed ticket cookie matched the
+ticket and its customer: a fingerprint names one ticket, never a visitor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, bindparam, false, func, select
+
+from storage.models import Attachment, Comment, Contact, Ticket, Workspace
+
+_T, _C, _W = Ticket.__table__, Contact.__table__, Workspace.__table__  # type: ignore[attr-defined]
+_CM, _A = Comment.__table__, Attachment.__table__  # type: ignore[attr-defined]
+# What of the workspace a page shows (not its counters, which move with every new ticket).
+BRAND_COLUMNS = ("id", "slug", "name", "brand_name", "primary_color", "logo_url",
+                 "support_email")
+_public = (_CM.c.ticket_id == _T.c.id) & (_CM.c.internal == false())
+_files = _A.c.ticket_id == _T.c.id
+_FINGERPRINT = (
+    select(*_T.c, _C.c.email, _C.c.name, *(_W.c[name] for name in BRAND_COLUMNS),
+           select(func.count()).where(_public).scalar_subquery(),
+           select(func.max(_CM.c.id)).where(_public).scalar_subquery(),
+           select(func.count()).where(_files).scalar_subquery(),
+           select(func.max(_A.c.id)).where(_files).scalar_subquery())
+    .join_from(_T, _C, _C.c.id == _T.c.contact_id)
+    .join(_W, _W.c.id == _T.c.workspace_id)
+    .where(_T.c.id == bindparam("ticket_id"), _W.c.slug == bindparam("slug")))
+_TICKET_COLUMNS = len(_T.c)
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    key: bytes  # a digest of everything the page shows
+    number: int  # the ticket's number, to check against the reference in the address
+    email: str  # its customer's address, to check against the visitor's cookie
+
+
+def _digest(values: tuple) -> bytes:
+    return hashlib.sha256(repr(values).encode("utf-8", "surrogatepass")).digest()
+
+
+def read(conn: Connection, ticket_id: int, slug: str) -> Fingerprint | None:
+    """The ticket's fingerprint in the workspace of `slug`, or None if it is not there."""
+    row = conn.execute(_FINGERPRINT, {"ticket_id": ticket_id, "slug": slug}).first()
+    if row is None:
+        return None
+    values = tuple(row)
+    return Fingerprint(_digest(values), values[_T.c.keys().index("number")],
+                       values[_TICKET_COLUMNS])
+
+
+def of_view(ticket: Ticket, contact: Contact, ws: Workspace, comments: list[Comment],
+            files: list[Attachment]) -> Fingerprint:
+    """The same fingerprint, from the rows a page was rendered from."""
+    ids = [c.id for c in comments]
+    file_ids = [f.id for f in files]
+    values = (*(getattr(ticket, c.key) for c in _T.c), contact.email, contact.name,
+              *(getattr(ws, name) for name in BRAND_COLUMNS),
+              len(ids), max(ids, default=None), len(file_ids), max(file_ids, default=None))
+    return Fingerprint(_digest(values), ticket.number, contact.email)
+
+
+class PageCache:
+    """Rendered pages by (fingerprint, what else the page depends on); least recently used
+    ones go first. Used from the event loop only."""
+
+    def __init__(self, size: int = 1000) -> None:
+        self.size = size
+        self.marker = secrets.token_hex(32)  # stands in for the CSRF token in stored pages
+        self._pages: OrderedDict[tuple, tuple[bytes, list[tuple[bytes, bytes]]]] = OrderedDict()
+
+    def get(self, key: tuple) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
+        page = self._pages.get(key)
+        if page is not None:
+            self._pages.move_to_end(key)
+        return page
+
+    def put(self, key: tuple, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        self._pages[key] = (body, headers)
+        self._pages.move_to_end(key)
+        while len(self._pages) > self.size:
+            self._pages.popitem(last=False)
