@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 READ_ONLY = "workestra_read_only"
@@ -43,6 +43,12 @@ def make_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def set_busy_timeout(conn: Connection, ms: int) -> None:
+    """SQLite: how long this connection waits for a lock. Set on the driver's connection
+    itself: through SQLAlchemy it would begin a transaction."""
+    conn.connection.driver_connection.execute(f"PRAGMA busy_timeout={ms}")  # type: ignore
 
 
 def is_postgres(engine: Engine) -> bool:

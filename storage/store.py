@@ -8,14 +8,14 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, func, insert, text, update
+from sqlalchemy import Connection, Engine, func, insert, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import defer
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
 from storage.blobs import BlobStore
-from storage.engine import READ_ONLY, is_postgres
+from storage.engine import READ_ONLY, is_postgres, set_busy_timeout
 from storage.models import (
     Agent,
     Attachment,
@@ -69,6 +69,7 @@ class Store:
         self.postgres = is_postgres(engine)
         self._writers: AbstractContextManager = (
             nullcontext() if self.postgres else _writer_turns(str(engine.url)))
+        self._quick = threading.local()  # each thread's connection for quick_read
 
     @contextmanager
     def tx(self) -> Iterator[Session]:
@@ -86,6 +87,23 @@ class Store:
         """A read-only transaction; on SQLite it does not wait for, nor block, writers."""
         with Session(self.reader, expire_on_commit=False) as s, s.begin():
             yield s
+
+    @contextmanager
+    def quick_read(self) -> Iterator[Connection]:
+        """SQLite: a read on the caller's own thread that never waits for a lock (it raises
+        OperationalError at once instead). For a point read made on the event loop, where a
+        few cached pages cost less than the hop to a worker thread; the caller falls back to
+        a thread on any error. Each thread keeps one connection for this."""
+        if self.postgres:
+            raise RuntimeError("quick_read is for SQLite: PostgreSQL reads go over the network")
+        conn = getattr(self._quick, "conn", None)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._quick.conn = self.reader.connect()
+            set_busy_timeout(conn, 0)
+        try:
+            yield conn
+        finally:
+            conn.rollback()  # no read transaction (and its snapshot) held between requests
 
     @contextmanager
     def _using(self, s: Session | None) -> Iterator[Session]:

@@ -138,3 +138,20 @@ def test_a_kept_page_is_not_shown_for_another_tickets_cookie(services):
     thief.cookies.set("wk_csrf", alice.cookies.get("wk_csrf"))
     r = thief.get(alice_path)
     assert r.status_code == 403 and "Room 4" not in r.text
+
+
+def test_a_busy_quick_read_falls_back_to_a_thread(services, monkeypatch):
+    """On SQLite the fingerprint is read on the event loop with a connection that never
+    waits; if that read fails, the page is read as before, not refused."""
+    from sqlalchemy.exc import OperationalError
+
+    c, path = viewed(services)
+    first = c.get(path).text
+
+    def busy():
+        raise OperationalError("SELECT", {}, Exception("database is locked"))
+
+    if not services.store.postgres:
+        monkeypatch.setattr(services.store, "quick_read", busy)
+    again = c.get(path)
+    assert again.status_code == 200 and again.text == first

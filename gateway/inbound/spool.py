@@ -22,6 +22,7 @@ from sqlalchemy import Connection, insert
 from sqlalchemy.exc import OperationalError
 
 from storage.blobs import BlobStore
+from storage.engine import set_busy_timeout
 from storage.models import InboundMessage, utcnow
 from storage.store import Store
 
@@ -166,7 +167,7 @@ class Spool:
         conn = self.store.engine.connect()
         try:
             if not self.store.postgres:
-                _busy_timeout(conn, _SQLITE_TRY_MS)
+                set_busy_timeout(conn, _SQLITE_TRY_MS)
             ids = self._insert(conn, rows)
         except BaseException:
             conn.invalidate()  # not back to the pool in an unknown state
@@ -174,7 +175,7 @@ class Spool:
             raise
         try:  # the rows are committed: a failure from here on must not turn into a 451
             if not self.store.postgres:
-                _busy_timeout(conn, _SQLITE_BUSY_MS)
+                set_busy_timeout(conn, _SQLITE_BUSY_MS)
         except Exception:
             conn.invalidate()
         conn.close()
@@ -190,8 +191,3 @@ class Spool:
                 if self.store.postgres or "locked" not in str(e) or time.monotonic() > deadline:
                     raise
                 time.sleep(_SQLITE_RETRY_S)  # another writer holds the lock: try again soon
-
-
-def _busy_timeout(conn: Connection, ms: int) -> None:
-    """Set on the driver's connection itself: through SQLAlchemy it would begin a transaction."""
-    conn.connection.driver_connection.execute(f"PRAGMA busy_timeout={ms}")  # type: ignore
