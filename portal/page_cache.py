@@ -7,7 +7,9 @@ files. Comments and files are only ever added, and a held reply that an agent ac
 public (the count moves), so any change the page could show changes the fingerprint. What
 differs per visitor, the CSRF token, is kept out of the stored page and put in on the way out.
 A page is only ever stored, and served, after the visitor's signed ticket cookie matched the
-ticket and its customer: a fingerprint names one ticket, never a visitor.
+ticket and its customer: a fingerprint names one ticket, never a visitor. A page is stored
+under a fingerprint read before it was rendered only if the same fingerprint is read again
+after, so a change made meanwhile is never stored under the older fingerprint.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import hashlib
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 
-from sqlalchemy import Connection, bindparam, false, func, select
+from sqlalchemy import Connection, Dialect, bindparam, false, func, select
 
 from storage.models import Attachment, Comment, Contact, Ticket, Workspace
 
@@ -37,7 +40,8 @@ _FINGERPRINT = (
     .join_from(_T, _C, _C.c.id == _T.c.contact_id)
     .join(_W, _W.c.id == _T.c.workspace_id)
     .where(_T.c.id == bindparam("ticket_id"), _W.c.slug == bindparam("slug")))
-_TICKET_COLUMNS = len(_T.c)
+_TICKET_COLUMNS = len(_T.c)  # the contact's address comes right after the ticket's columns
+_NUMBER = _T.c.keys().index("number")
 
 
 @dataclass(frozen=True)
@@ -47,29 +51,30 @@ class Fingerprint:
     email: str  # its customer's address, to check against the visitor's cookie
 
 
-def _digest(values: tuple) -> bytes:
-    return hashlib.sha256(repr(values).encode("utf-8", "surrogatepass")).digest()
+@lru_cache(maxsize=4)
+def _sql(dialect: Dialect) -> tuple[str, tuple[str, ...] | None]:
+    """The fingerprint query as the driver takes it: read through SQLAlchemy's result
+    machinery it cost more than the rest of a kept page's request (bench/portal.py)."""
+    compiled = _FINGERPRINT.compile(dialect=dialect)
+    return compiled.string, tuple(compiled.positiontup) if compiled.positional else None
 
 
 def read(conn: Connection, ticket_id: int, slug: str) -> Fingerprint | None:
-    """The ticket's fingerprint in the workspace of `slug`, or None if it is not there."""
-    row = conn.execute(_FINGERPRINT, {"ticket_id": ticket_id, "slug": slug}).first()
+    """The ticket's fingerprint in the workspace of `slug`, or None if it is not there.
+    Values are the driver's own, so fingerprints compare only with each other."""
+    sql, order = _sql(conn.dialect)
+    params = {"ticket_id": ticket_id, "slug": slug}
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, tuple(params[k] for k in order) if order is not None else params)
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
     if row is None:
         return None
     values = tuple(row)
-    return Fingerprint(_digest(values), values[_T.c.keys().index("number")],
-                       values[_TICKET_COLUMNS])
-
-
-def of_view(ticket: Ticket, contact: Contact, ws: Workspace, comments: list[Comment],
-            files: list[Attachment]) -> Fingerprint:
-    """The same fingerprint, from the rows a page was rendered from."""
-    ids = [c.id for c in comments]
-    file_ids = [f.id for f in files]
-    values = (*(getattr(ticket, c.key) for c in _T.c), contact.email, contact.name,
-              *(getattr(ws, name) for name in BRAND_COLUMNS),
-              len(ids), max(ids, default=None), len(file_ids), max(file_ids, default=None))
-    return Fingerprint(_digest(values), ticket.number, contact.email)
+    return Fingerprint(hashlib.sha256(repr(values).encode("utf-8", "surrogatepass")).digest(),
+                       values[_NUMBER], values[_TICKET_COLUMNS])
 
 
 class PageCache:

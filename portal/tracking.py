@@ -106,8 +106,6 @@ class View:
     ticket: Ticket
     contact: Contact | None
     messages: list[Message]
-    comments: list[Comment] = field(default_factory=list)  # the public ones
-    files: list[Attachment] = field(default_factory=list)  # all of the ticket's
 
 
 def load_view(services: Services, ticket_id: int) -> View | None:
@@ -140,7 +138,7 @@ def _view(s: Session, ticket_id: int) -> View | None:
     for f in files:
         if f.comment_id in by_comment:
             by_comment[f.comment_id].attachments.append(f)
-    return View(ticket, contact, messages, comments, files)
+    return View(ticket, contact, messages)
 
 
 def cookie_view(services: Services, slug: str, ref: str, cookie: str
@@ -213,37 +211,39 @@ async def tracking_page(request: Request) -> Response:
     variant = (str(request.base_url), sent)  # the logo's address; the "reply sent" notice
     claim = session_claim(services, cookie)
     m = REFERENCE.match(ref)
+    found = None
     if claim is not None and m is not None:
         found = await _fingerprint_now(services, claim[0], slug)
         if found is not None and found.email == claim[1] and found.number == int(m.group(1)):
             kept = cache.get((found.key, *variant))
             if kept is not None:
                 return _kept_page(request, services, cache, *kept)
+        else:
+            found = None
     ws, view = await asyncio.to_thread(cookie_view, services, slug, ref, cookie)
     if ws is None or m is None:
         return not_found(request)
     if view is None:
         return _invalid(request, ws, ref, token=False)
     response = await _render(request, ws, view.ticket, sent=sent, view=view)
-    _keep(request, services, cache, response, ws, view, variant)
+    if found is not None and response.status_code == 200 and claim is not None:
+        if await _fingerprint_now(services, claim[0], slug) == found:  # unchanged meanwhile
+            _keep(request, services, cache, response, (found.key, *variant))
     return response
 
 
 def _keep(request: Request, services: Services, cache: page_cache.PageCache,
-          response: Response, ws: Workspace, view: View, variant: tuple) -> None:
+          response: Response, key: tuple) -> None:
     """Store a freshly rendered page with its CSRF token taken out (only when the visitor
     already had a CSRF cookie, so the token in it is the one recomputed here)."""
-    if response.status_code != 200 or view.contact is None or not request.cookies.get(
-            csrf.COOKIE):
+    if not request.cookies.get(csrf.COOKIE):
         return
     token, fresh = csrf.token(request, services.settings.secret_key)
     if fresh is not None:
         return
-    found = page_cache.of_view(view.ticket, view.contact, ws, view.comments, view.files)
     headers = [(k, v) for k, v in response.raw_headers
                if k not in (b"content-length", b"set-cookie")]
-    cache.put((found.key, *variant), response.body.replace(token.encode(),
-                                                           cache.marker.encode()), headers)
+    cache.put(key, response.body.replace(token.encode(), cache.marker.encode()), headers)
 
 
 def _kept_page(request: Request, services: Services, cache: page_cache.PageCache,
