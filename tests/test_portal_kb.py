@@ -28,6 +28,19 @@ def test_plurals_word_order_and_ranking(services):
     assert titles(services, "   ") == []
 
 
+def test_articles_whose_title_matches_come_first_and_the_rest_fill_the_list(services):
+    ws = _acme(services)
+    with services.store.tx() as s:
+        s.add(KBArticle(workspace_id=ws, title="Toner cartridges", body="Which ones fit.",
+                        published=True))
+        for i in range(3):  # bodies that say it again and again, titles that do not
+            s.add(KBArticle(workspace_id=ws, title=f"Office supplies {i}",
+                            body="toner " * 40 + "and paper", published=True))
+    found = titles(services, "tone")
+    assert found[0] == "Toner cartridges"
+    assert sorted(found[1:]) == ["Office supplies 0", "Office supplies 1", "Office supplies 2"]
+
+
 def test_only_published_public_or_workspace_articles_of_this_workspace(services):
     ws = _acme(services)
     with services.store.tx() as s:
