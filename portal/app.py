@@ -65,6 +65,7 @@ def create_app(services: Services) -> Starlette:
     )
     app.state.services = services
     app.state.page_cache = PageCache()
+    app.state.workspaces = {}  # slug -> (workspace, until): see pages.workspace_of
     app.state.metrics = health.Metrics(services.store)
     app.add_middleware(health.LatencyMiddleware, metrics=app.state.metrics)
     app.add_middleware(RequestLog)  # outermost: its request id is on every line below it

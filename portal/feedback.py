@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from gateway.services import Services
 from gateway.tokens import read_feedback_token
-from portal.pages import not_found
+from portal.pages import not_found, workspace_of
 from portal.ratelimit import limits_of
 from portal.submit import csrf_ok, show
 from portal.uploads import Refused, read_form
@@ -45,7 +45,7 @@ def _ticket(services: Services, ws: Workspace, token: str) -> tuple[Ticket, bool
 
 async def _context(request: Request, token: str):
     services: Services = request.app.state.services
-    ws = await asyncio.to_thread(services.store.workspace_by_slug, request.path_params["slug"])
+    ws = await workspace_of(request, request.path_params["slug"])
     if ws is None:
         return None, None
     return ws, await asyncio.to_thread(_ticket, services, ws, token)

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.services import Services
-from portal.pages import not_found
+from portal.pages import not_found, workspace_of
 from portal.submit import show
 
 WIDGET = Path(__file__).resolve().parent / "static" / "widget.js"
 
 
 async def portal_home(request: Request) -> Response:
-    services: Services = request.app.state.services
-    ws = await asyncio.to_thread(services.store.workspace_by_slug, request.path_params["slug"])
+    ws = await workspace_of(request, request.path_params["slug"])
     if ws is None:
         return not_found(request)
     return show(request, "home.html", ws)
@@ -27,8 +24,7 @@ async def portal_home(request: Request) -> Response:
 async def widget(request: Request) -> Response:
     """`<script src=".../portal/SLUG/widget.js" async></script>`: the script finds its
     workspace from its own address, so this is the same file as /static/widget.js."""
-    services: Services = request.app.state.services
-    ws = await asyncio.to_thread(services.store.workspace_by_slug, request.path_params["slug"])
+    ws = await workspace_of(request, request.path_params["slug"])
     if ws is None:
         return not_found(request)
     return Response(WIDGET.read_bytes(), media_type="text/javascript", headers={

@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from gateway.services import Services
 from portal.api_auth import MAX_ROW_ID
-from portal.pages import not_found, page
+from portal.pages import not_found, page, workspace_of
 from portal.ratelimit import limits_of
 from storage.models import DeflectionEvent, KBArticle
 from storage.search import search_articles
@@ -59,8 +59,7 @@ async def search(request: Request) -> Response:
     services: Services = request.app.state.services
     q = request.query_params.get("q", "")[:200]
     session = request.query_params.get("session", "")
-    ws = await asyncio.to_thread(services.store.workspace_by_slug,
-                                 request.query_params.get("slug", ""))
+    ws = await workspace_of(request, request.query_params.get("slug", ""))
     if ws is None:
         return JSONResponse({"error": "no such workspace"}, status_code=404)
     limits = limits_of(request)
@@ -89,7 +88,7 @@ async def event(request: Request) -> Response:
     if kind not in ("dismissed", "clicked") or not valid_session(session):
         return JSONResponse({"error": "event must be dismissed or clicked, with a session"},
                             status_code=400)
-    ws = await asyncio.to_thread(services.store.workspace_by_slug, str(body.get("slug", "")))
+    ws = await workspace_of(request, str(body.get("slug", "")))
     if ws is None:
         return JSONResponse({"error": "no such workspace"}, status_code=404)
     article = body.get("article_id")
@@ -115,7 +114,7 @@ def _visible(article: KBArticle | None, workspace_id: int | None) -> KBArticle |
 
 async def article_page(request: Request) -> Response:
     services: Services = request.app.state.services
-    ws = await asyncio.to_thread(services.store.workspace_by_slug, request.path_params["slug"])
+    ws = await workspace_of(request, request.path_params["slug"])
     raw_id = request.path_params["article_id"]
     if (ws is None or not (raw_id.isascii() and raw_id.isdigit())  # "²".isdigit() is True
             or int(raw_id) > MAX_ROW_ID):

@@ -22,7 +22,7 @@ from gateway.intake import NewFile, Person, TicketRequest
 from gateway.services import Services
 from portal import csrf
 from portal.kb_search import log_event, valid_session
-from portal.pages import CSP, not_found, page
+from portal.pages import CSP, not_found, page, workspace_of
 from portal.ratelimit import limits_of
 from portal.uploads import Form, Refused, accept_parts, read_form, upload_label
 from storage.models import Workspace
@@ -72,8 +72,7 @@ def csrf_ok(request: Request, form: Form) -> bool:
 
 
 async def _workspace(request: Request) -> Workspace | None:
-    services: Services = request.app.state.services
-    return await asyncio.to_thread(services.store.workspace_by_slug, request.path_params["slug"])
+    return await workspace_of(request, request.path_params["slug"])
 
 
 def _form_page(request: Request, ws: Workspace, *, embed: bool, values: dict[str, str],

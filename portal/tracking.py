@@ -28,7 +28,7 @@ from gateway.intake import NewFile, Person
 from gateway.services import Services
 from gateway.tokens import TRACKING_MAX_AGE, read_tracking_token
 from portal import csrf, page_cache
-from portal.pages import not_found
+from portal.pages import not_found, workspace_of
 from portal.ratelimit import limits_of
 from portal.submit import MAX_DESCRIPTION, MAX_FILES, csrf_ok, show
 from portal.uploads import Refused, accept_parts, attachment_response, read_form, upload_label
@@ -156,8 +156,7 @@ def cookie_view(services: Services, slug: str, ref: str, cookie: str
 
 async def _workspace_and_reference(request: Request) -> tuple[Workspace, str] | None:
     """The workspace of the URL and a well-formed reference, or None for a plain 404."""
-    services: Services = request.app.state.services
-    ws = await asyncio.to_thread(services.store.workspace_by_slug, request.path_params["slug"])
+    ws = await workspace_of(request, request.path_params["slug"])
     ref = request.path_params["ref"].upper()
     return (ws, ref) if ws is not None and REFERENCE.match(ref) else None
 

@@ -31,6 +31,7 @@ from gateway.services import Services
 from portal.api_auth import ApiError
 from portal.api_files import MAX_FILE_SIZE, check_file, safe_filename
 from portal.downloads import download
+from portal.pages import workspace_of
 from portal.ratelimit import limits_of
 from storage.models import Attachment
 
@@ -340,7 +341,7 @@ async def upload(request: Request) -> Response:
         return JSONResponse({"error": e.message}, status_code=e.status)
     try:
         slug = form.get("slug") or request.query_params.get("slug", "")
-        ws = await asyncio.to_thread(services.store.workspace_by_slug, slug)
+        ws = await workspace_of(request, slug)
         if ws is None:
             return JSONResponse({"error": "no such workspace"}, status_code=404)
         if not form.files:

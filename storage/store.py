@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, func, insert, text, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import defer
 from sqlalchemy.orm.attributes import set_committed_value
@@ -48,6 +48,14 @@ def normalise_address(address: str) -> str:
     local, _, domain = address.strip().strip("<>").lower().rpartition("@")
     return f"{local.split('+', 1)[0]}@{domain}" if local else address.strip().lower()
 
+
+_OUTBOX = OutboundMessage.__table__  # type: ignore[attr-defined]
+# Built once: composing it per mail cost more than running it (it runs for every automatic mail).
+_RECENT_AUTOMATIC = select(func.count()).select_from(
+    select(_OUTBOX.c.id).where(
+        _OUTBOX.c.rcpt_to == bindparam("rcpt"), _OUTBOX.c.automatic,
+        _OUTBOX.c.created_at >= bindparam("since", type_=_OUTBOX.c.created_at.type))
+    .limit(bindparam("up_to")).subquery())
 
 _TURNS: dict[str, threading.RLock] = {}
 _TURNS_LOCK = threading.Lock()
@@ -354,10 +362,8 @@ class Store:
         """Automatic mails queued for one address lately, counted no further than `up_to`:
         the loop brake only asks whether the cap is reached, and a busy agent's hour of
         notifications need not be counted row by row on every new one."""
-        recent = (select(OutboundMessage.id).where(
-            OutboundMessage.rcpt_to == rcpt_to.lower(), OutboundMessage.automatic,
-            OutboundMessage.created_at >= utcnow() - within).limit(up_to).subquery())
-        return s.exec(select(func.count()).select_from(recent)).one()
+        return s.connection().execute(_RECENT_AUTOMATIC, {
+            "rcpt": rcpt_to.lower(), "since": utcnow() - within, "up_to": up_to}).scalar_one()
 
     def delivery_attempts(self, outbound_id: int) -> list[DeliveryAttempt]:
         with self.read() as s:
