@@ -62,6 +62,9 @@ _NEXT_NUMBER = (update(_WORKSPACE).where(_WORKSPACE.c.id == bindparam("ws"))
                 .values(ticket_counter=_WORKSPACE.c.ticket_counter + 1)
                 .returning(_WORKSPACE.c.ticket_counter))
 
+_AGENT = Agent.__table__  # type: ignore[attr-defined]
+_AGENT_EMAILS = select(_AGENT.c.email).where(_AGENT.c.workspace_id == bindparam("ws"))
+
 _TURNS: dict[str, threading.RLock] = {}
 _TURNS_LOCK = threading.Lock()
 
@@ -204,6 +207,10 @@ class Store:
         if available_only:
             q = q.where(Agent.available)
         return list(s.exec(q))
+
+    def agent_emails(self, s: Session, workspace_id: int) -> set[str]:
+        """The workspace's agents' addresses: for checks that need no more of them."""
+        return set(s.connection().execute(_AGENT_EMAILS, {"ws": workspace_id}).scalars())
 
     def agent_by_email(self, s: Session, workspace_id: int, email: str) -> Agent | None:
         return s.exec(select(Agent).where(

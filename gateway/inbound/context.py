@@ -43,4 +43,4 @@ class Context:
             return set()
         store, s = self.store, self.s
         return self.once(("agents", workspace_id),
-                         lambda: {a.email for a in store.agents(s, workspace_id)})
+                         lambda: store.agent_emails(s, workspace_id))

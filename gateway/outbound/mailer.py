@@ -152,7 +152,7 @@ class Mailer:
         a busy queue sends them many notifications, and their auto-replies are ignored."""
         cache = s.info.setdefault("agent_emails", {})  # per transaction
         if ws.id not in cache:
-            cache[ws.id] = {a.email for a in self.store.agents(s, ws.id)}  # type: ignore[arg-type]
+            cache[ws.id] = self.store.agent_emails(s, ws.id)  # type: ignore[arg-type]
         if to_address in cache[ws.id]:
             return self.settings.agent_mail_per_hour
         return self.settings.auto_mail_per_hour
