@@ -51,6 +51,16 @@ def test_every_line_is_crlf_ascii_and_short():
     assert len(msg["References"].split()) == 20
 
 
+def test_long_plain_names_fold_and_control_characters_never_start_a_header():
+    raw = build(name="Jane " + "Averylongfamilyname " * 6,
+                references=["a1@customer.test\r\nBcc: victim@example.test"],
+                in_reply_to="a1@customer.test\nX-Evil: 1")
+    assert max(len(x) for x in lines(raw)) <= 78
+    msg = parse(raw)
+    assert msg["Bcc"] is None and msg["X-Evil"] is None
+    assert msg["To"].addresses[0].display_name == "Jane " + " ".join(["Averylongfamilyname"] * 6)
+
+
 def test_the_text_and_html_round_trip_exactly():
     text = "Grüße, Jürgen\n\n\ttabbed line  \nA = B and =3D stays\n. a dot line\nFrom here\n"
     html = "<p style=\"color:#333\">Grüße — ok</p>\n"

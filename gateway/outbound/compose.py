@@ -45,8 +45,8 @@ def new_message_id(domain: str) -> str:
 def _fold(name: str, value: str) -> bytes:
     """The header's value as sent (after the colon, CRLF included): non-ASCII text as RFC 2047
     words, long lines folded at spaces by `email.header`, short ASCII ones as they are."""
-    if value.isascii() and ("\r\n" in value or len(name) + 2 + len(value) <= MAX_LINE):
-        return b" " + value.encode("ascii") + CRLF  # short, or folded already (_address)
+    if value.isascii() and len(name) + 2 + len(value) <= MAX_LINE:
+        return b" " + value.encode("ascii") + CRLF
     header = Header(value, _QP if not value.isascii() else "us-ascii", header_name=name)
     return b" " + header.encode(linesep="\r\n", maxlinelen=MAX_LINE).encode("ascii") + CRLF
 
@@ -54,9 +54,12 @@ def _fold(name: str, value: str) -> bytes:
 def _address(name: str, address: str) -> str:
     """`Name <addr>`; a name outside ASCII becomes RFC 2047 words, the address on a line of
     its own when the name is long."""
-    name = clean_header(name)
+    name, address = clean_header(name), clean_header(address)
     if name.isascii():
-        return formataddr((name, address))
+        value = formataddr((name, address))
+        if len(value) <= MAX_LINE - 10:  # room for "Reply-To: "
+            return value
+        return Header(value, "us-ascii").encode(linesep="\r\n", maxlinelen=MAX_LINE - 10)
     words = _encoded_words(name)
     if len(words.rpartition("\n")[2]) + len(address) + 3 > MAX_LINE - 10:
         return f"{words}\r\n <{address}>"
@@ -152,8 +155,13 @@ class Composed:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     body: bytes = b""
 
-    def add(self, name: str, value: str) -> None:
-        self.headers.append((name.encode("ascii"), _fold(name, value)))
+    def add(self, name: str, value: str, *, folded: bool = False) -> None:
+        """A header field. Its value loses any control character (no CR or LF can start a
+        header of its own), unless it comes `folded` already from this module (_address)."""
+        if folded:
+            self.headers.append((name.encode("ascii"), b" " + value.encode("ascii") + CRLF))
+        else:
+            self.headers.append((name.encode("ascii"), _fold(name, clean_header(value))))
 
     def __getitem__(self, name: str) -> str | None:
         """The first field of that name, unfolded (for callers and tests reading it back)."""
@@ -198,13 +206,13 @@ def compose(
     msg = Composed(body=body)
     msg.add("Content-Type", content_type)
     msg.add("MIME-Version", "1.0")
-    msg.add("From", _address(from_name, from_address))
-    msg.add("To", _address(to_name, to_address))
-    msg.add("Subject", clean_header(rendered.subject))
+    msg.add("From", _address(from_name, from_address), folded=True)
+    msg.add("To", _address(to_name, to_address), folded=True)
+    msg.add("Subject", rendered.subject)
     msg.add("Date", format_datetime(utcnow()))
     msg.add("Message-ID", f"<{message_id}>")
     if reply_to:
-        msg.add("Reply-To", _address(from_name, reply_to))
+        msg.add("Reply-To", _address(from_name, reply_to), folded=True)
     if in_reply_to:
         msg.add("In-Reply-To", f"<{in_reply_to}>")
     refs = [r for r in (references or []) if r][-20:]
