@@ -78,13 +78,14 @@ def read(conn: Connection, ticket_id: int, slug: str) -> Fingerprint | None:
 
 
 class PageCache:
-    """Rendered pages by (fingerprint, what else the page depends on); least recently used
-    ones go first. Used from the event loop only."""
+    """Rendered pages by (fingerprint, what else the page depends on), at most `max_bytes` of
+    them; the least recently used go first. Used from the event loop only."""
 
-    def __init__(self, size: int = 1000) -> None:
-        self.size = size
+    def __init__(self, max_bytes: int = 32 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
         self.marker = secrets.token_hex(32)  # stands in for the CSRF token in stored pages
         self._pages: OrderedDict[tuple, tuple[bytes, list[tuple[bytes, bytes]]]] = OrderedDict()
+        self._bytes = 0
 
     def get(self, key: tuple) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
         page = self._pages.get(key)
@@ -93,7 +94,11 @@ class PageCache:
         return page
 
     def put(self, key: tuple, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        old = self._pages.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old[0])
         self._pages[key] = (body, headers)
-        self._pages.move_to_end(key)
-        while len(self._pages) > self.size:
-            self._pages.popitem(last=False)
+        self._bytes += len(body)
+        while self._bytes > self.max_bytes and self._pages:
+            _, (evicted, _) = self._pages.popitem(last=False)
+            self._bytes -= len(evicted)

@@ -184,10 +184,10 @@ def _fingerprint(services: Services, ticket_id: int, slug: str) -> page_cache.Fi
 
 async def _fingerprint_now(services: Services, ticket_id: int, slug: str
                            ) -> page_cache.Fingerprint | None:
-    """On SQLite read right here, on the event loop: one indexed read of cached pages costs
-    less than the hop to a worker thread (bench/portal.py: 1,470 -> 2,450 pages/s), and a
-    database that is busy answers at once instead of holding the loop, and the read goes
-    to a thread. PostgreSQL is a network round trip: always a thread."""
+    """The page's fingerprint. On SQLite it is read right here, on the event loop: one indexed
+    read of cached pages costs less than the hop to a worker thread (bench/portal.py: 1,470
+    -> 2,450 pages/s). That connection never waits for a lock; if the database is busy, the
+    read goes to a thread. On PostgreSQL, a network round trip, it always does."""
     if not services.store.postgres and "\x00" not in slug:
         try:
             with services.store.quick_read() as conn:

@@ -156,3 +156,15 @@ def test_a_busy_quick_read_falls_back_to_a_thread(services, monkeypatch):
         monkeypatch.setattr(services.store, "quick_read", busy)
     again = c.get(path)
     assert again.status_code == 200 and again.text == first
+
+
+def test_the_cache_keeps_to_its_size_dropping_the_least_recently_used():
+    from portal.page_cache import PageCache
+
+    cache = PageCache(max_bytes=250)
+    for key in "abc":
+        cache.put((key,), b"x" * 100, [])
+    assert cache.get(("a",)) is None  # 300 bytes would not fit: the oldest went
+    assert cache.get(("b",)) is not None  # and is now the most recently used
+    cache.put(("d",), b"x" * 100, [])
+    assert cache.get(("c",)) is None and cache.get(("b",)) is not None
