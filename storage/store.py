@@ -184,7 +184,7 @@ class Store:
         email = email.strip().lower()
         stmt = self._insert(Contact).values(
             workspace_id=workspace_id, email=email, name=name.strip(), created_at=utcnow())
-        s.exec(stmt.on_conflict_do_nothing())
+        s.connection().execute(stmt.on_conflict_do_nothing())  # past the ORM's bulk insert
         contact = s.exec(
             select(Contact).where(Contact.workspace_id == workspace_id, Contact.email == email)
         ).one()
