@@ -1,4 +1,4 @@
-"""What every bench needs to start servers on loopback: a free port, and a wait for it."""
+"""What every bench needs: a free loopback port, a wait for it, a throwaway PostgreSQL schema."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import contextlib
 import socket
 import subprocess
 import time
+import uuid
+from collections.abc import Iterator
 
 
 def free_port() -> int:
@@ -24,3 +26,19 @@ def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 
             return
         time.sleep(0.05)
     raise SystemExit(f"nothing listening on port {port} after {timeout} s")
+
+
+@contextlib.contextmanager
+def postgres_schema(url: str, prefix: str = "bench") -> Iterator[str]:
+    """A fresh schema in the database at `url`, dropped afterwards; yields a URL whose
+    search_path is pinned to it."""
+    import psycopg
+
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')

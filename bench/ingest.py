@@ -36,7 +36,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
-from _common import free_port, wait_port  # noqa: E402  (bench/_common.py)
+from _common import free_port, postgres_schema, wait_port  # noqa: E402  (bench/_common.py)
 
 RCPT = "support@acme.test"
 DJANGO_HELPDESK = 140.0  # messages/s from a directory, quoted in issue 3 (not measured here)
@@ -156,20 +156,6 @@ def sink(kind: str, folder: Path):
     finally:
         proc.terminate()
         proc.wait(10)
-
-
-@contextlib.contextmanager
-def postgres_schema(url: str):
-    import psycopg
-
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @contextlib.contextmanager

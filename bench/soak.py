@@ -36,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -46,7 +45,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
-from _common import free_port, wait_port  # noqa: E402  (bench/_common.py)
+from _common import free_port, postgres_schema, wait_port  # noqa: E402  (bench/_common.py)
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 RCPT = "support@acme.test"
@@ -86,20 +85,6 @@ def run_sink(port: int, path: str) -> None:
             await server.serve_forever()
 
     asyncio.run(main())
-
-
-@contextlib.contextmanager
-def postgres_schema(url: str) -> Iterator[str]:
-    import psycopg
-
-    schema = f"soak_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @dataclass
@@ -628,7 +613,7 @@ def bench(args: argparse.Namespace) -> None:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="workestra-soak-")))
         data = tmp / "data"
         if args.db == "postgres":
-            url = stack.enter_context(postgres_schema(args.postgres_url))
+            url = stack.enter_context(postgres_schema(args.postgres_url, "soak"))
             engine_url = "postgresql+psycopg://" + url.split("://", 1)[1]
         else:
             url = engine_url = f"sqlite:///{data / 'workestra.db'}"
