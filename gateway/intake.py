@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy import insert
 from sqlmodel import Session
 
-from gateway.assignment import lock_workspace, next_assignee
+from gateway.assignment import next_assignee
 from gateway.outbound.mailer import Mailer
 from gateway.sentiment import sentiment
 from storage.blobs import BlobStore
@@ -20,7 +21,6 @@ from storage.models import (
     Agent,
     Attachment,
     Comment,
-    Contact,
     Notification,
     OutboundMessage,
     Ticket,
@@ -28,9 +28,12 @@ from storage.models import (
     Workspace,
     utcnow,
 )
-from storage.store import Store
+from storage.store import AgentRef, ContactRef, Store
 
 REOPENED_BY_REPLY = ("waiting", "resolved")
+# A plain INSERT: every new ticket and reply notifies its agent, and an ORM object and its
+# flush cost more than the statement.
+_NOTIFY = insert(Notification.__table__)  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -74,15 +77,18 @@ class Intake:
 
     def open_ticket(self, s: Session, req: TicketRequest) -> Ticket:
         """Contact, number, assignment, sentiment, notifications and confirmation, atomically."""
-        number = self.store.next_ticket_number(s, req.workspace_id)  # locks the workspace row
-        ws = lock_workspace(s, req.workspace_id)  # and reads it fresh, under that lock
-        contact = self.store.upsert_contact(s, ws.id, req.customer.email, req.customer.name)
+        taken = self.store.take_ticket_number(s, req.workspace_id)  # locks the workspace row
+        ws = s.get(Workspace, req.workspace_id)  # for the mail's branding and sender
+        assert ws is not None  # its row was just locked
+        contact = self.store.upsert_contact(s, req.workspace_id, req.customer.email,
+                                            req.customer.name)
         subject = " ".join(req.subject.split()) or "(no subject)"
         ticket = Ticket(
-            workspace_id=ws.id, number=number, contact_id=contact.id, subject=subject[:500],
-            description=req.description, channel=req.channel, type=req.type,
-            sentiment=sentiment(subject, req.description), linked_ticket_id=req.linked_ticket_id)
-        assignee = next_assignee(s, ws)
+            workspace_id=req.workspace_id, number=taken.number, contact_id=contact.id,
+            subject=subject[:500], description=req.description, channel=req.channel,
+            type=req.type, sentiment=sentiment(subject, req.description),
+            linked_ticket_id=req.linked_ticket_id)
+        assignee = next_assignee(s, self.store, req.workspace_id, taken)
         ticket.assignee_id = assignee.id if assignee else None
         s.add(ticket)
         s.flush()
@@ -97,7 +103,7 @@ class Intake:
                                   "customer_email": contact.email})
         return ticket
 
-    def _confirm(self, s: Session, ws: Workspace, ticket: Ticket, contact: Contact,
+    def _confirm(self, s: Session, ws: Workspace, ticket: Ticket, contact: ContactRef,
                  chain: list[str]) -> None:
         self.mailer.queue(
             s, ws, kind="customer/ticket_received", to_name=contact.name,
@@ -189,10 +195,11 @@ class Intake:
                               "customer_email": comment.author_email,
                               "comment": comment, "reopened": reopened})
 
-    def _notify(self, s: Session, ws: Workspace, ticket: Ticket, agent: Agent, *, kind: str,
-                text: str, context: dict) -> None:
-        s.add(Notification(workspace_id=ws.id, agent_id=agent.id, ticket_id=ticket.id,  # type: ignore[arg-type]
-                           kind=kind, text=text))
+    def _notify(self, s: Session, ws: Workspace, ticket: Ticket, agent: Agent | AgentRef, *,
+                kind: str, text: str, context: dict) -> None:
+        s.connection().execute(_NOTIFY, {
+            "workspace_id": ws.id, "agent_id": agent.id, "ticket_id": ticket.id, "kind": kind,
+            "text": text, "read": False, "created_at": utcnow()})
         self.mailer.queue(s, ws, kind=f"agent/{kind}", to_name=agent.name,
                           to_address=agent.email, ticket=ticket,
                           context={"agent": agent, **context})

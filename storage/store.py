@@ -58,12 +58,28 @@ _RECENT_AUTOMATIC = select(func.count()).select_from(
     .limit(bindparam("up_to")).subquery())
 
 _WORKSPACE = Workspace.__table__  # type: ignore[attr-defined]
-_NEXT_NUMBER = (update(_WORKSPACE).where(_WORKSPACE.c.id == bindparam("ws"))
+_TAKE_NUMBER = (update(_WORKSPACE).where(_WORKSPACE.c.id == bindparam("ws"))
                 .values(ticket_counter=_WORKSPACE.c.ticket_counter + 1)
-                .returning(_WORKSPACE.c.ticket_counter))
+                .returning(_WORKSPACE.c.ticket_counter, _WORKSPACE.c.assignment_mode,
+                           _WORKSPACE.c.last_assigned_agent_id))
+
+_CONTACT = Contact.__table__  # type: ignore[attr-defined]
+_FIND_CONTACT = select(_CONTACT.c.id, _CONTACT.c.email, _CONTACT.c.name).where(
+    _CONTACT.c.workspace_id == bindparam("ws"), _CONTACT.c.email == bindparam("email"))
+_NEW_CONTACT = {dialect.__name__.rpartition(".")[2]: dialect.insert(_CONTACT).values(
+    workspace_id=bindparam("ws"), email=bindparam("email"), name=bindparam("name"),
+    created_at=bindparam("now", type_=_CONTACT.c.created_at.type)).on_conflict_do_nothing()
+    for dialect in (postgresql, sqlite)}
+_NAME_CONTACT = (update(_CONTACT).where(_CONTACT.c.id == bindparam("contact_id"))
+                 .values(name=bindparam("name")))
 
 _AGENT = Agent.__table__  # type: ignore[attr-defined]
 _AGENT_EMAILS = select(_AGENT.c.email).where(_AGENT.c.workspace_id == bindparam("ws"))
+_AVAILABLE_AGENTS = (select(_AGENT.c.id, _AGENT.c.name, _AGENT.c.email)
+                     .where(_AGENT.c.workspace_id == bindparam("ws"), _AGENT.c.available)
+                     .order_by(_AGENT.c.id))
+_PICKED = (update(_WORKSPACE).where(_WORKSPACE.c.id == bindparam("ws"))
+           .values(last_assigned_agent_id=bindparam("agent_id")))
 
 _TURNS: dict[str, threading.RLock] = {}
 _TURNS_LOCK = threading.Lock()
@@ -74,6 +90,31 @@ def _writer_turns(url: str) -> threading.RLock:
     a nested transaction in the same thread waits for SQLite, as it did before."""
     with _TURNS_LOCK:
         return _TURNS.setdefault(url, threading.RLock())
+
+
+@dataclass(frozen=True)
+class ContactRef:
+    """A contact's identity and name: what an intake needs of it, read without the ORM."""
+
+    id: int
+    email: str
+    name: str
+
+
+@dataclass(frozen=True)
+class AgentRef:
+    id: int
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class NumberTaken:
+    """A new ticket number, and the workspace's assignment state read under the same lock."""
+
+    number: int
+    assignment_mode: str
+    last_assigned_agent_id: int | None
 
 
 class Store:
@@ -179,26 +220,36 @@ class Store:
 
     # -- contacts and numbering ----------------------------------------------------------------
 
-    def upsert_contact(self, s: Session, workspace_id: int, email: str, name: str) -> Contact:
-        """The contact for this email in this workspace, created if new (safe under concurrency)."""
-        email = email.strip().lower()
-        stmt = self._insert(Contact).values(
-            workspace_id=workspace_id, email=email, name=name.strip(), created_at=utcnow())
-        s.connection().execute(stmt.on_conflict_do_nothing())  # past the ORM's bulk insert
-        contact = s.exec(
-            select(Contact).where(Contact.workspace_id == workspace_id, Contact.email == email)
-        ).one()
-        if name.strip() and not contact.name:
-            contact.name = name.strip()
-            s.add(contact)
-        return contact
+    def upsert_contact(self, s: Session, workspace_id: int, email: str, name: str
+                       ) -> ContactRef:
+        """The contact for this email in this workspace, created if new (safe under concurrency).
 
-    def next_ticket_number(self, s: Session, workspace_id: int) -> int:
-        """Bump the workspace's counter under its row lock; concurrent callers queue behind it."""
+        Plain statements on the transaction's connection: an intake runs this for every new
+        ticket, and the ORM's version cost a tenth of a portal submission."""
+        email, name = email.strip().lower(), name.strip()
+        conn = s.connection()
+        conn.execute(_NEW_CONTACT[conn.dialect.name],
+                     {"ws": workspace_id, "email": email, "name": name, "now": utcnow()})
+        found = conn.execute(_FIND_CONTACT, {"ws": workspace_id, "email": email}).one()
+        if name and not found.name:
+            conn.execute(_NAME_CONTACT, {"contact_id": found.id, "name": name})
+            return ContactRef(found.id, found.email, name)
+        return ContactRef(found.id, found.email, found.name)
+
+    def take_ticket_number(self, s: Session, workspace_id: int) -> NumberTaken:
+        """Bump the workspace's counter under its row lock; concurrent callers queue behind it.
+        The same statement reads the assignment state, fresh under that lock.
+
+        On PostgreSQL an UPDATE of non-key columns locks the row FOR NO KEY UPDATE, which
+        does not wait for the KEY SHARE lock held by a transaction that has inserted rows
+        referring to the workspace; FOR UPDATE would, while that transaction waits for our
+        bump: a deadlock (found under load by bench/soak.py). On SQLite the BEGIN IMMEDIATE
+        transaction already holds the database's write lock."""
         # A plain statement on the transaction's connection: through the ORM, an UPDATE first
         # matches its criteria against every object the session holds (a tenth of a portal
-        # submission's interpreter time); lock_workspace reads the row fresh right after.
-        return s.connection().execute(_NEXT_NUMBER, {"ws": workspace_id}).scalar_one()
+        # submission's interpreter time).
+        row = s.connection().execute(_TAKE_NUMBER, {"ws": workspace_id}).one()
+        return NumberTaken(*row)
 
     # -- agents --------------------------------------------------------------------------------
 
@@ -211,6 +262,15 @@ class Store:
     def agent_emails(self, s: Session, workspace_id: int) -> set[str]:
         """The workspace's agents' addresses: for checks that need no more of them."""
         return set(s.connection().execute(_AGENT_EMAILS, {"ws": workspace_id}).scalars())
+
+    def available_agents(self, s: Session, workspace_id: int) -> list[AgentRef]:
+        """The workspace's agents who take new tickets, by id."""
+        return [AgentRef(*row) for row in s.connection().execute(
+            _AVAILABLE_AGENTS, {"ws": workspace_id})]
+
+    def record_pick(self, s: Session, workspace_id: int, agent_id: int) -> None:
+        """The agent round robin picked last, for the next pick to start after."""
+        s.connection().execute(_PICKED, {"ws": workspace_id, "agent_id": agent_id})
 
     def agent_by_email(self, s: Session, workspace_id: int, email: str) -> Agent | None:
         return s.exec(select(Agent).where(
