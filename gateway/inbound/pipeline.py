@@ -212,23 +212,24 @@ class Pipeline:
             run_steps(mail, ctx, self.steps)
         except Stop as stop:
             mail.outcome, mail.reason = stop.outcome, stop.reason
-        _record(row, mail)
+        values = _outcome(mail)
         if len(mail.raw) > ROW_RAW_MAX:
-            row.raw = None  # the bytes are in the blob store (see _prepare)
-        s.add(row)
+            values["raw"] = None  # the bytes are in the blob store (see _prepare)
+        self.store.finish_inbound(s, mail.inbound_id, values)  # type: ignore[arg-type]
         return True
 
     def _record_failure(self, s, mail: InboundMail, error: str) -> None:
         row = self.store.lock_inbound(s, mail.inbound_id)  # type: ignore[arg-type]
         if row is None:
             return
-        if row.raw is not None:
-            self.blobs.put(row.raw)
-            row.raw = None
-        row.state, row.outcome, row.reason = "done", "failed", error[:2000]
-        row.processed_at = utcnow()
-        mail.outcome, mail.reason = "failed", row.reason
-        s.add(row)
+        values: dict = {}
+        if row.has_raw:
+            self.blobs.put(self.store.spooled_raw(s, row.id) or b"")
+            values["raw"] = None
+        mail.outcome, mail.reason = "failed", error[:2000]
+        values.update(state="done", outcome="failed", reason=mail.reason,
+                      processed_at=utcnow())
+        self.store.finish_inbound(s, row.id, values)
 
 
 def _ids(mail: InboundMail) -> AbstractContextManager[None]:
@@ -237,16 +238,12 @@ def _ids(mail: InboundMail) -> AbstractContextManager[None]:
     return logs.bound(inbound=mail.inbound_id, message_id=p.message_id if p else None)
 
 
-def _record(row: InboundMessage, mail: InboundMail) -> None:
+def _outcome(mail: InboundMail) -> dict:
+    """The row's columns that record what became of the message."""
     p = mail.parsed
-    row.state = "done"
-    row.outcome = mail.outcome or "failed"
-    row.reason = mail.reason or "no step gave an outcome"
-    row.message_id = p.message_id if p else None
-    row.workspace_id = mail.workspace_id
-    row.classification = mail.classification
-    row.thread_method = mail.thread.method
-    row.dkim = mail.dkim.summary[:250] if mail.dkim else None
-    row.ticket_id = mail.ticket_id
-    row.processed_at = utcnow()
-
+    return {"state": "done", "outcome": mail.outcome or "failed",
+            "reason": mail.reason or "no step gave an outcome",
+            "message_id": p.message_id if p else None, "workspace_id": mail.workspace_id,
+            "classification": mail.classification, "thread_method": mail.thread.method,
+            "dkim": mail.dkim.summary[:250] if mail.dkim else None,
+            "ticket_id": mail.ticket_id, "processed_at": utcnow()}
