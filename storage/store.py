@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
 from sqlalchemy import Connection, Engine, Row, bindparam, func, insert, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -68,7 +69,15 @@ _DUPLICATE = {column: select(_INBOX.c.id, _INBOX.c.ticket_id).where(
 # A spooled row still awaiting its outcome (and whether its bytes are still in it)
 _AWAITING = select(_INBOX.c.id, _INBOX.c.raw.is_not(None).label("has_raw")).where(
     _INBOX.c.id == bindparam("id"), _INBOX.c.state == "received")
-_FINISH = update(_INBOX).where(_INBOX.c.id == bindparam("inbound_id"))
+
+
+@cache
+def _finish(columns: tuple[str, ...]):
+    """UPDATE of these columns of one spooled row, built once per set of columns."""
+    return update(_INBOX).where(_INBOX.c.id == bindparam("inbound_id")).values(
+        {c: bindparam(f"new_{c}", type_=_INBOX.c[c].type) for c in columns})
+
+
 _RAW = select(_INBOX.c.raw).where(_INBOX.c.id == bindparam("id"))
 # The tickets some Message-IDs belong to: ours, sent from the outbox, or earlier inbound ones
 _SENT_IDS = select(_OUTBOX.c.message_id, _OUTBOX.c.ticket_id).where(
@@ -77,6 +86,11 @@ _SENT_IDS = select(_OUTBOX.c.message_id, _OUTBOX.c.ticket_id).where(
 _SEEN_IDS = select(_INBOX.c.message_id, _INBOX.c.ticket_id).where(
     _INBOX.c.workspace_id == bindparam("ws"), _INBOX.c.ticket_id.is_not(None),
     _INBOX.c.message_id.in_(bindparam("ids", expanding=True)))
+
+# Support addresses, the first-added first: asked for every mail queued and every message read
+_ADDRESS = SupportAddress.__table__  # type: ignore[attr-defined]
+_ALL_ADDRESSES = select(_ADDRESS.c.address).order_by(_ADDRESS.c.id)
+_ADDRESSES_OF = _ALL_ADDRESSES.where(_ADDRESS.c.workspace_id == bindparam("ws"))
 
 _WORKSPACE = Workspace.__table__  # type: ignore[attr-defined]
 _TAKE_NUMBER = (update(_WORKSPACE).where(_WORKSPACE.c.id == bindparam("ws"))
@@ -229,10 +243,10 @@ class Store:
                           workspace_id: int | None = None) -> list[str]:
         """Support addresses (all, or one workspace's), the first-added first: it sends mail."""
         with self._using(s) as s:
-            q = select(SupportAddress.address).order_by(SupportAddress.id)
-            if workspace_id is not None:
-                q = q.where(SupportAddress.workspace_id == workspace_id)
-            return list(s.exec(q))
+            conn = s.connection()
+            if workspace_id is None:
+                return list(conn.execute(_ALL_ADDRESSES).scalars())
+            return list(conn.execute(_ADDRESSES_OF, {"ws": workspace_id}).scalars())
 
     def add_support_address(self, s: Session, workspace_id: int, address: str) -> None:
         stmt = self._insert(SupportAddress).values(
@@ -391,7 +405,8 @@ class Store:
 
     def finish_inbound(self, s: Session, inbound_id: int, values: dict) -> None:
         """Record a spooled message's outcome (state, outcome, reason, ... columns)."""
-        s.connection().execute(_FINISH.values(**values), {"inbound_id": inbound_id})
+        s.connection().execute(_finish(tuple(sorted(values))), {
+            "inbound_id": inbound_id, **{f"new_{c}": v for c, v in values.items()}})
 
     def spooled_raw(self, s: Session, inbound_id: int) -> bytes | None:
         """The bytes still kept in a spooled row."""
