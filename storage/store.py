@@ -31,6 +31,7 @@ from storage.models import (
     Workspace,
     utcnow,
 )
+from storage.turns import turns_for
 
 
 @dataclass(frozen=True)
@@ -116,17 +117,6 @@ _AVAILABLE_AGENTS = (select(_AGENT.c.id, _AGENT.c.name, _AGENT.c.email)
 _PICKED = (update(_WORKSPACE).where(_WORKSPACE.c.id == bindparam("ws"))
            .values(last_assigned_agent_id=bindparam("agent_id")))
 
-_TURNS: dict[str, threading.RLock] = {}
-_TURNS_LOCK = threading.Lock()
-
-
-def _writer_turns(url: str) -> threading.RLock:
-    """One lock per SQLite database in this process, shared by every Store on it. Re-entrant:
-    a nested transaction in the same thread waits for SQLite, as it did before."""
-    with _TURNS_LOCK:
-        return _TURNS.setdefault(url, threading.RLock())
-
-
 @dataclass(frozen=True)
 class ContactRef:
     """A contact's identity and name: what an intake needs of it, read without the ORM."""
@@ -159,20 +149,26 @@ class Store:
         self.engine = engine
         self.reader = engine.execution_options(**{READ_ONLY: True})
         self.postgres = is_postgres(engine)
-        self._writers: AbstractContextManager = (
-            nullcontext() if self.postgres else _writer_turns(str(engine.url)))
+        self._turns = None if self.postgres else turns_for(engine.url.database)
         self._quick = threading.local()  # each thread's connection for quick_read
 
     @contextmanager
     def tx(self) -> Iterator[Session]:
         """One transaction: committed on success, rolled back on any error.
 
-        On SQLite one writer works at a time; this process's writers wait their turn on a
-        lock, handed over the moment it is free. Left to SQLite, a waiting writer sleeps in
-        growing steps (up to 100 ms) and tries again, so under load the lock sat idle while
-        writers slept, and a form submission could take 700 ms (bench/portal.py)."""
-        with self._writers, Session(self.engine, expire_on_commit=False) as s, s.begin():
+        On SQLite, writers take turns (storage/turns.py): each waits on a lock, in this process
+        and across processes, and is handed the database the moment it is free."""
+        with self.turn(), Session(self.engine, expire_on_commit=False) as s, s.begin():
             yield s
+
+    def turn(self) -> AbstractContextManager:
+        """SQLite: this writer's turn at the database (re-entrant). PostgreSQL: nothing to wait
+        for here; its rows lock one by one."""
+        return nullcontext() if self._turns is None else self._turns
+
+    def writers_waiting(self) -> bool:
+        """SQLite: another writer waits for the database, so a long one should commit soon."""
+        return self._turns is not None and self._turns.wanted()
 
     @contextmanager
     def read(self) -> Iterator[Session]:

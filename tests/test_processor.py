@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
+from sqlalchemy import func
+from sqlmodel import select
 
 from gateway.inbound.processor import Processor
 from gateway.inbound.spool import Spool
+from storage.models import InboundMessage, Ticket
 from tests.conftest import customer_mail
 
 
@@ -97,3 +101,34 @@ def test_a_spool_that_stays_busy_does_not_starve_processing(services):
         return time.monotonic() - start
 
     assert asyncio.run(run()) < 5
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_batch_commits_early_when_another_writer_waits(services):
+    """A sender's spool commit (or a portal submission) waiting for SQLite gets in after the
+    message under way, not after the whole batch; the batch still ends complete, once."""
+    ids = spooled(services, 30)
+    first_message = threading.Event()
+    done_when_in: list[int] = []
+    real = services.pipeline._decide
+
+    def deciding(*args):
+        first_message.set()
+        return real(*args)
+
+    def another_writer() -> None:
+        assert first_message.wait(10)
+        with services.store.tx() as s:
+            done_when_in.append(s.exec(select(func.count()).select_from(InboundMessage)
+                                       .where(InboundMessage.state == "done")).one())
+
+    services.pipeline._decide = deciding  # the real pipeline, watched
+    writer = threading.Thread(target=another_writer)
+    writer.start()
+    done = services.pipeline.process_batch(ids)
+    writer.join(10)
+    assert done_when_in and done_when_in[0] < len(ids) // 2
+    assert len(done) == len(ids)
+    assert [services.store.inbound(i).outcome for i in ids] == ["new_ticket"] * len(ids)
+    with services.store.read() as s:
+        assert s.exec(select(func.count()).select_from(Ticket)).one() == len(ids)

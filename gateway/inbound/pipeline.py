@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import logging
+from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
@@ -144,10 +145,11 @@ class Pipeline:
         """Handle several spooled messages in one transaction, each in its own savepoint.
 
         One commit (one fsync) covers the batch, as the spool's group commit does on the way
-        in. A message whose steps raise is rolled back to its savepoint and recorded as
-        `failed` with the error, its raw bytes kept; the others are unaffected. A database
-        or disk that is away (see `unavailable`) is raised to the caller and the whole batch stays
-        pending for a later pass.
+        in; on SQLite it commits early, and goes on in a new transaction, when another writer
+        waits for the database. A message whose steps raise is rolled back to its savepoint
+        and recorded as `failed` with the error, its raw bytes kept; the others are
+        unaffected. A database or disk that is away (see `unavailable`) is raised to the
+        caller, and the messages not yet committed stay pending for a later pass.
         """
         small = self.store.received(inbound_ids, up_to_size=ROW_RAW_MAX)  # one read for most
         prepared = [m for m in (self._prepare(i, small.get(i)) for i in inbound_ids)
@@ -155,20 +157,25 @@ class Pipeline:
         if not prepared:
             return []
         done: list[InboundMail] = []
-        with self.store.tx() as s:
-            ctx = Context(self.store, self.settings, self.intake, s, self.dns_txt)
-            for mail, error in prepared:
-                try:
-                    with _ids(mail), s.begin_nested():
-                        if self._decide(s, ctx, mail, error):
-                            done.append(mail)
-                except Exception as e:  # a bug or bad data: keep the raw bytes, say so
-                    if unavailable(e):
-                        raise
-                    log.exception("inbound %s failed", mail.inbound_id)
-                    with s.begin_nested():
-                        self._record_failure(s, mail, f"{type(e).__name__}: {e}")
-                    done.append(mail)
+        waiting = deque(prepared)
+        while waiting:
+            with self.store.tx() as s:
+                ctx = Context(self.store, self.settings, self.intake, s, self.dns_txt)
+                while waiting:
+                    mail, error = waiting.popleft()
+                    try:
+                        with _ids(mail), s.begin_nested():
+                            if self._decide(s, ctx, mail, error):
+                                done.append(mail)
+                    except Exception as e:  # a bug or bad data: keep the raw bytes, say so
+                        if unavailable(e):
+                            raise
+                        log.exception("inbound %s failed", mail.inbound_id)
+                        with s.begin_nested():
+                            self._record_failure(s, mail, f"{type(e).__name__}: {e}")
+                        done.append(mail)
+                    if self.store.writers_waiting():
+                        break  # commit now: another writer (a sender's 250) waits its turn
         self.intake.mailer.wake()
         for mail in done:
             with _ids(mail):

@@ -156,10 +156,10 @@ class Spool:
     def _commit(self, batch: list[_Pending]) -> list[int]:
         """One INSERT for the whole batch, in one transaction: all rows are recorded, or none.
 
-        On SQLite the connection waits for the write lock in short steps of its own: SQLite's
-        busy handler sleeps up to 100 ms between tries, so a pipeline starting one transaction
-        after another would win the lock nearly every time and every `250` would wait behind
-        the processing.
+        On SQLite it waits for its turn among the writers (storage/turns.py), and a batch of
+        inbound mail being processed meanwhile commits early to let it in. Should a writer
+        that takes no turns hold the lock, the connection waits in short steps of its own:
+        SQLite's busy handler sleeps up to 100 ms between tries.
         """
         now = utcnow()
         rows = [{**p.values, "raw": p.raw, "raw_sha256": hashlib.sha256(p.raw).hexdigest(),
@@ -168,7 +168,8 @@ class Spool:
         try:
             if not self.store.postgres:
                 set_busy_timeout(conn, _SQLITE_TRY_MS)
-            ids = self._insert(conn, rows)
+            with self.store.turn():
+                ids = self._insert(conn, rows)
         except BaseException:
             conn.invalidate()  # not back to the pool in an unknown state
             conn.close()
