@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -127,8 +128,9 @@ class Pipeline:
     def __init__(self, settings: Settings, store: Store, blobs: BlobStore,
                  intake: Intake, steps: tuple[tuple[str, Step], ...] = STEPS,
                  prepare: tuple[tuple[str, Step], ...] = PREPARE,
-                 dns_txt: DnsTxt | None = None) -> None:
+                 dns_txt: DnsTxt | None = None, min_turn: float = 0.02) -> None:
         self.dns_txt = dns_txt
+        self.min_turn = min_turn
         self.prepare = prepare
         self.steps = steps
         self.settings = settings
@@ -145,8 +147,10 @@ class Pipeline:
         """Handle several spooled messages in one transaction, each in its own savepoint.
 
         One commit (one fsync) covers the batch, as the spool's group commit does on the way
-        in; on SQLite it commits early, and goes on in a new transaction, when another writer
-        waits for the database. A message whose steps raise is rolled back to its savepoint
+        in. On SQLite, once it has held the database for `min_turn` seconds, it commits early
+        when another writer waits, and goes on in a new transaction: a sender waits for its
+        `250` behind a few messages, not fifty (and the spool's next commit takes in all
+        that came meanwhile). A message whose steps raise is rolled back to its savepoint
         and recorded as `failed` with the error, its raw bytes kept; the others are
         unaffected. A database or disk that is away (see `unavailable`) is raised to the
         caller, and the messages not yet committed stay pending for a later pass.
@@ -160,6 +164,7 @@ class Pipeline:
         waiting = deque(prepared)
         while waiting:
             with self.store.tx() as s:
+                began = time.monotonic()
                 ctx = Context(self.store, self.settings, self.intake, s, self.dns_txt)
                 while waiting:
                     mail, error = waiting.popleft()
@@ -174,7 +179,8 @@ class Pipeline:
                         with s.begin_nested():
                             self._record_failure(s, mail, f"{type(e).__name__}: {e}")
                         done.append(mail)
-                    if self.store.writers_waiting():
+                    if (time.monotonic() - began >= self.min_turn
+                            and self.store.writers_waiting()):
                         break  # commit now: another writer (a sender's 250) waits its turn
         self.intake.mailer.wake()
         for mail in done:
