@@ -70,15 +70,6 @@ _DUPLICATE = {column: select(_INBOX.c.id, _INBOX.c.ticket_id).where(
 # A spooled row still awaiting its outcome (and whether its bytes are still in it)
 _AWAITING = select(_INBOX.c.id, _INBOX.c.raw.is_not(None).label("has_raw")).where(
     _INBOX.c.id == bindparam("id"), _INBOX.c.state == "received")
-
-
-@cache
-def _finish(columns: tuple[str, ...]):
-    """UPDATE of these columns of one spooled row, built once per set of columns."""
-    return update(_INBOX).where(_INBOX.c.id == bindparam("inbound_id")).values(
-        {c: bindparam(f"new_{c}", type_=_INBOX.c[c].type) for c in columns})
-
-
 _RAW = select(_INBOX.c.raw).where(_INBOX.c.id == bindparam("id"))
 # The tickets some Message-IDs belong to: ours, sent from the outbox, or earlier inbound ones
 _SENT_IDS = select(_OUTBOX.c.message_id, _OUTBOX.c.ticket_id).where(
@@ -116,6 +107,14 @@ _AVAILABLE_AGENTS = (select(_AGENT.c.id, _AGENT.c.name, _AGENT.c.email)
                      .order_by(_AGENT.c.id))
 _PICKED = (update(_WORKSPACE).where(_WORKSPACE.c.id == bindparam("ws"))
            .values(last_assigned_agent_id=bindparam("agent_id")))
+
+
+@cache
+def _finish(columns: tuple[str, ...]):
+    """UPDATE of these columns of one spooled row, built once per set of columns."""
+    return update(_INBOX).where(_INBOX.c.id == bindparam("inbound_id")).values(
+        {c: bindparam(f"new_{c}", type_=_INBOX.c[c].type) for c in columns})
+
 
 @dataclass(frozen=True)
 class ContactRef:
