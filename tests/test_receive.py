@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 import smtplib
 
 import pytest
+from aiosmtpd.smtp import SMTP
 
+from gateway.inbound.receive import _PLAIN_PATH, _SMTP
 from tests.conftest import customer_mail, start_gateway, stop_gateway
 
 
@@ -88,3 +92,28 @@ def test_smtp_offers_starttls_with_a_configured_certificate(tmp_path, sink):
     finally:
         stop_gateway(running)
     assert "STARTTLS offered" in running.logs()
+
+
+def test_plain_addresses_are_read_as_aiosmtpd_reads_every_address():
+    """The quick reading of `<local@domain>` in MAIL and RCPT gives aiosmtpd's own result for
+    every path, plain or not: address, parameters after it, refusal of a bad one."""
+    handler = object()
+    loop = asyncio.new_event_loop()
+    try:
+        ours = _SMTP(handler, loop=loop, hostname="mx.test")
+        theirs = SMTP(handler, loop=loop, hostname="mx.test")
+    finally:
+        loop.close()
+    rng = random.Random(7)
+    local = ["a", "b.c", "x-y", "+tag", "1", "A_B", "o'n", "#!", "~", "..", ".", "é", '"q u"',
+             "(c)", " ", "\\", "x" * 70]
+    domain = ["b.c", "x-y.z", "EXAMPLE.com", "a1", "-a", "a-", "b..c", "[1.2.3.4]", "é.fr", ""]
+    after = ["", " ", "  SIZE=100", "\tBODY=8BITMIME", "(comment)", " (c) SIZE=1", "x", ">"]
+    paths = ["", "<>", "a@b.c", "<a@b.c", "<@route:a@b.c>"] + [
+        rng.choice(["", " "]) + "<" + "".join(rng.choices(local, k=rng.randint(1, 3))) + "@"
+        + "".join(rng.choices(domain, k=rng.randint(1, 2))) + ">" + rng.choice(after)
+        for _ in range(5000)]
+    plain = [p for p in paths if _PLAIN_PATH.match(p)]
+    assert len(plain) > 400  # the quick path is really taken, for many shapes
+    assert [ours._getaddr(p) for p in paths] == [theirs._getaddr(p) for p in paths]
+    assert ours._getaddr("<jane@customer.test> SIZE=5000") == ("jane@customer.test", "SIZE=5000")
