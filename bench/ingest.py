@@ -1,7 +1,7 @@
 """Ingest speed over SMTP: `serve` against null aiosmtpd sinks measured in the same run.
 
     .venv/bin/python bench/ingest.py [--db sqlite|postgres] [--count 2000] [--connections 8]
-                                     [--worker]
+                                     [--worker | --accept-only]
 
 The same mixed mail (new tickets, threaded replies, some attachments) goes, one message per
 connection over 8 concurrent connections, to: a null sink (answers 250, keeps nothing), a sink
@@ -159,8 +159,10 @@ def sink(kind: str, folder: Path):
 
 
 @contextlib.contextmanager
-def gateway(data: Path, database_url: str, separate_worker: bool = False):
-    """`serve --demo`; with `separate_worker`, `serve --no-worker` and a `workestra worker`."""
+def gateway(data: Path, database_url: str, separate_worker: bool = False,
+            start_worker: bool = True):
+    """`serve --demo`; with `separate_worker`, `serve --no-worker` and a `workestra worker`
+    (unless not `start_worker`: acceptance alone)."""
     smtp_port, http_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKESTRA_")}
     env.update(WORKESTRA_DATA_DIR=str(data), DATABASE_URL=database_url,
@@ -175,7 +177,7 @@ def gateway(data: Path, database_url: str, separate_worker: bool = False):
     try:
         wait_port(smtp_port, proc)
         wait_port(http_port, proc)
-        if separate_worker:
+        if separate_worker and start_worker:
             procs.append(subprocess.Popen([sys.executable, "-m", "gateway", "worker"], env=env,
                                           cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
         yield smtp_port
@@ -221,13 +223,15 @@ def percentile(values: list[float], p: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1]
 
 
-def bench(db: str, count: int, connections: int, pg_url: str, separate_worker: bool) -> None:
+def bench(db: str, count: int, connections: int, pg_url: str, separate_worker: bool,
+          accept_only: bool = False) -> None:
     mails = make_mails(count)
     ids = [message_id(raw) for _, raw in mails]
     size = sum(len(raw) for _, raw in mails)
     print(f"{count} mails ({size / count / 1024:.1f} KiB mean), {connections} connections, "
           f"one message per connection, {os.cpu_count()} CPUs, database {db}, "
-          + ("serve --no-worker + worker" if separate_worker else "one serve process"))
+          + ("serve --no-worker, no worker: acceptance alone" if accept_only else
+             "serve --no-worker + worker" if separate_worker else "one serve process"))
     with tempfile.TemporaryDirectory(prefix="workestra-bench-") as tmp:
         root = Path(tmp)
         rates = {}
@@ -246,8 +250,14 @@ def bench(db: str, count: int, connections: int, pg_url: str, separate_worker: b
                 engine_url = "postgresql+psycopg://" + url.split("://", 1)[1]
             else:
                 url = engine_url = f"sqlite:///{data / 'workestra.db'}"
-            port = stack.enter_context(gateway(data, url, separate_worker))
+            port = stack.enter_context(gateway(data, url, separate_worker or accept_only,
+                                               start_worker=not accept_only))
             start, end, answered = send_all(port, mails, connections)
+            if accept_only:
+                accept = count / (end - start)
+                print(f"serve, durable acceptance: {accept:8.0f} msg/s  = "
+                      f"{accept / rates['null']:.2f} x null sink (nothing processed)")
+                return
             engine = create_engine(engine_url)
             processed = wait_processed(engine, count)
             engine.dispose()
@@ -271,6 +281,8 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=8)
     p.add_argument("--worker", action="store_true",
                    help="serve --no-worker beside a separate `workestra worker` process")
+    p.add_argument("--accept-only", action="store_true",
+                   help="serve --no-worker and no worker: acceptance alone, nothing processed")
     p.add_argument("--postgres-url", default=os.environ.get("WORKESTRA_TEST_POSTGRES",
                                                             DEFAULT_PG))
     p.add_argument("--sink", choices=("null", "fsync"), help=argparse.SUPPRESS)
@@ -280,7 +292,8 @@ def main() -> None:
     if args.sink:
         run_sink(args.sink, args.port, args.folder)
     else:
-        bench(args.db, args.count, args.connections, args.postgres_url, args.worker)
+        bench(args.db, args.count, args.connections, args.postgres_url, args.worker,
+              args.accept_only)
 
 
 if __name__ == "__main__":
