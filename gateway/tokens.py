@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import re
 import time
+from functools import lru_cache
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
@@ -16,14 +17,20 @@ _FEEDBACK_SALT = "workestra.feedback.v1"  # not the tracking salt: neither token
 _REPLY_TAG = re.compile(r"^t(\d+)-([0-9a-f]{20})$")
 
 
+@lru_cache(maxsize=16)
+def _serializer(secret: str, salt: str) -> URLSafeTimedSerializer:
+    """Built once per key and purpose: building one tests its serializer by dumping a value."""
+    return URLSafeTimedSerializer(secret, salt=salt)
+
+
 def _dump(salt: str, secret: str, ticket_id: int, email: str) -> str:
-    return URLSafeTimedSerializer(secret, salt=salt).dumps([ticket_id, email.lower()])
+    return _serializer(secret, salt).dumps([ticket_id, email.lower()])
 
 
 def _load(salt: str, secret: str, token: str, max_age: int, now: float | None
           ) -> tuple[int, str] | None:
     """(ticket id, email) when the signature and age check out; `now` lets tests move the clock."""
-    s = URLSafeTimedSerializer(secret, salt=salt)
+    s = _serializer(secret, salt)
     try:
         value, signed_at = s.loads(token, return_timestamp=True)
     except (BadSignature, ValueError, TypeError):
