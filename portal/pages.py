@@ -36,6 +36,15 @@ def page(request: Request, template: str, *, workspace: Workspace | None, status
     return response
 
 
+def site_of(request: Request) -> tuple:
+    """What `request.base_url` depends on (scheme, host, root path), without building it: a
+    kept page's key, looked up on every view."""
+    scope = request.scope
+    server = scope.get("server")
+    return (scope["scheme"], request.headers.get("host"), tuple(server) if server else None,
+            scope.get("app_root_path", scope.get("root_path", "")))
+
+
 WORKSPACE_TTL = 2.0  # seconds a portal process keeps a workspace it looked up
 
 

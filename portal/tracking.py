@@ -29,7 +29,7 @@ from gateway.intake import NewFile, Person
 from gateway.services import Services
 from gateway.tokens import TRACKING_MAX_AGE, read_tracking_token
 from portal import csrf, page_cache
-from portal.pages import not_found, workspace_of
+from portal.pages import not_found, site_of, workspace_of
 from portal.ratelimit import limits_of
 from portal.submit import MAX_DESCRIPTION, MAX_FILES, csrf_ok, show
 from portal.uploads import Refused, accept_parts, attachment_response, read_form, upload_label
@@ -215,7 +215,7 @@ async def tracking_page(request: Request) -> Response:
     cookie = request.cookies.get(SESSION_COOKIE, "")
     cache: page_cache.PageCache = request.app.state.page_cache
     sent = request.query_params.get("sent") == "1"
-    variant = (str(request.base_url), sent)  # the logo's address; the "reply sent" notice
+    variant = (site_of(request), sent)  # the logo's address; the "reply sent" notice
     claim = session_claim(services, cookie)
     m = REFERENCE.match(ref)
     found = None

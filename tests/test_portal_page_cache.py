@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 
 from sqlalchemy import event
@@ -168,3 +169,17 @@ def test_the_cache_keeps_to_its_size_dropping_the_least_recently_used():
     assert cache.get(("b",)) is not None  # and is now the most recently used
     cache.put(("d",), b"x" * 100, [])
     assert cache.get(("c",)) is None and cache.get(("b",)) is not None
+
+
+def test_a_page_kept_for_one_host_is_not_served_for_another(services):
+    """The logo's address is made absolute from the site the request came to."""
+    with services.store.tx() as s:
+        ws = s.exec(select(Workspace).where(Workspace.slug == "acme")).one()
+        ws.logo_url = "/static/logo.png"
+        s.add(ws)
+    c, path = viewed(services)
+    first = c.get(path).text  # kept now
+    site = re.search(r'<img src="(http://[^/"]+)/static/logo.png"', first).group(1)
+    other = c.get(path, headers={"host": "support.acme.example"}).text
+    assert '<img src="http://support.acme.example/static/logo.png"' in other
+    assert site not in other
