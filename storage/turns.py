@@ -113,7 +113,9 @@ class Turns:
 
 
 def _open(path: str) -> int:
-    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    """Read-only is enough for flock, so a worker running as another user that may write the
+    database can open the lock files too."""
+    return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
 
 def _close(files: tuple[int, ...]) -> None:
