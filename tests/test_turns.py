@@ -57,8 +57,8 @@ def test_a_waiting_thread_is_seen_and_a_nested_turn_passes(tmp_path: Path):
             got_in.set()
 
     with turns:
-        with turns:  # the same thread, nested: no wait
-            pass
+        with turns:  # the same thread, nested: no wait, and not taken for a waiting writer
+            assert not turns.wanted()
         thread = threading.Thread(target=writer)
         thread.start()
         assert _eventually(turns.wanted)
