@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 from gateway.inbound.parse import parse
-from gateway.inbound.reply_text import reply_text, strip_quotes
-from tests.conftest import corpus
+from gateway.inbound.reply_text import _HEADERS, LIBRARY_HEADERS, reply_text, strip_quotes
+from tests.conftest import CORPORA, corpus
 
 
 def read(path: Path) -> str:
@@ -111,6 +111,58 @@ def test_plain_text_mail_uses_text_rules():
         b"-----Original Message-----\r\nFrom: Support\r\nSent: today\r\n\r\nold\r\n"
     )
     assert reply_text(parse(raw)) == "Thanks a lot!"
+
+
+# -- the guarded header pattern finds what the library's own finds -----------------------------
+
+HEADER_LINES = (
+    "On Mon, 3 Mar 2025 at 10:12, Ann Lee <ann@example.com> wrote:",
+    "> On Tue, Jan 7, 2025 at 9:00 AM Bob <bob@example.org>",
+    "wrote:",
+    "Am 03.03.2025 um 10:12 schrieb Anna Schmidt <anna@example.de>:",
+    "Le lun. 3 mars 2025 à 10:12, Marie <marie@example.fr> a écrit :",
+    "El lun, 3 mar 2025 a las 10:12, Ana (<ana@example.es>) escribió:",
+    "Il giorno lun 3 mar 2025 alle ore 10:12 Luca ha scritto:",
+    "Op ma 3 mrt. 2025 om 10:12 schreef Jan <jan@example.nl>:",
+    "Den mån 3 mars 2025 kl 10:12 skrev Eva <eva@example.se>:",
+    "Dne 3. 3. 2025 v 10:12 Petr <petr@example.cz> napsal(a):",
+    "2025年3月3日(月) 10:12 山田 <yamada@example.jp>:",
+    "2025년 3월 3일 (월) 오전 10:12, 김 <kim@example.kr>님이 작성하였습니다:",
+    "2025年3月3日 10:12 王 <wang@example.cn> 写道：",
+    "From: Ann Lee <ann@example.com>", "Sent: Monday, March 3, 2025 10:12 AM",
+    "To: Support <support@acme.test>", "Subject: RE: Printer", "*From:* Ann", "*Sent:* today",
+    "Von: Anna", "Gesendet: Montag", "An: Support", "Betreff: Drucker",
+    "De : Marie", "Envoyé : lundi", "De: Ana", "Enviado: lunes", "Asunto: Impresora",
+    "Od: Jan", "Wysłano: poniedziałek", "Fra: Ole", "Sendt: mandag", "Emne: Printer",
+    "发件人: 王", "发送时间: 2025年3月3日", "보낸 사람: 김", "제목: 프린터",
+    "-----Original Message-----", "> From: quoted", "> To: quoted", "",
+    "Thanks, the printer works again.", "Call me at 10:30 tomorrow: it is urgent.",
+    "Onboarding went fine.", "To: do list", "From my side: all good.",
+)
+
+
+def header_texts(count: int = 400) -> list[str]:
+    """Mixes of reply text and quote headers in many languages, in a fixed random order."""
+    import random
+
+    rng = random.Random(7)
+    return ["\n".join(rng.choices(HEADER_LINES, k=rng.randint(1, 14))) for _ in range(count)]
+
+
+def test_the_guarded_header_pattern_finds_what_the_librarys_finds():
+    """The guard in front of mail-parser-reply's pattern only skips positions where none of
+    its alternatives can start; it must never change a match, nor where one starts (several
+    start at the newline before a header line)."""
+    texts = header_texts()
+    if CORPORA.is_dir():
+        texts += [read(p) for p in sorted(CORPORA.rglob("*")) if p.is_file()
+                  and p.suffix in (".txt", ".eml", ".email", "")][:3000]
+    found = 0
+    for text in texts:
+        expected = LIBRARY_HEADERS.findall(text)
+        assert _HEADERS.findall(text) == expected, text
+        found += bool(expected)
+    assert found > 200  # the texts do exercise the headers
 
 
 # -- shared corpora: share of upstream expectations met ----------------------------------------

@@ -24,8 +24,13 @@ class _QuoteHeaders(EmailMessage):
         return [], ""
 
 
-# Built once: the library would assemble this pattern again for every message.
-_HEADERS = _QuoteHeaders(text="", languages=list(_LANGUAGES)).HEADER_REGEX
+# The library's pattern, built once (it would assemble it again for every message).
+LIBRARY_HEADERS = _QuoteHeaders(text="", languages=list(_LANGUAGES)).HEADER_REGEX
+# Each of its alternatives starts at a line start (`^`) or at a newline (`\n`), but the
+# regex engine tries all 27 of them at every character of the text. A zero-width guard in
+# front lets every other position fail at once: the same matches, a fifth of the time
+# (tests/test_reply_text.py holds both to the same findall).
+_HEADERS = re.compile(rf"(?:^|(?=\n))(?:{LIBRARY_HEADERS.pattern})", LIBRARY_HEADERS.flags)
 
 # The verb that ends an attribution line ("On <date>, <name> wrote:") in common languages.
 _WROTE = (
