@@ -45,7 +45,7 @@ from storage.models import (
     Workspace,
     utcnow,
 )
-from storage.store import Store
+from storage.store import Store, held
 
 CSAT_GUARD = timedelta(hours=1)
 RESOLVED_KIND = "customer/ticket_resolved"
@@ -133,7 +133,7 @@ class AgentActions:
     def _mail_reply(self, s: Session, ticket: Ticket, agent: Agent, comment: Comment,
                     files: list[Attachment], data: Sequence[NewFile]) -> None:
         """The reply by mail to everyone on the ticket, with its files attached."""
-        ws = s.get(Workspace, ticket.workspace_id)
+        ws = held(s, Workspace, ticket.workspace_id)
         contact = s.get(Contact, ticket.contact_id)
         assert ws is not None and contact is not None
         in_reply_to, references = self.thread_of(s, ticket)
@@ -229,7 +229,7 @@ class AgentActions:
 
     def _ask_customer(self, s: Session, ticket: Ticket, agent: Agent) -> None:
         """Waiting means waiting on the customer: tell them, quoting the agent's last question."""
-        ws = s.get(Workspace, ticket.workspace_id)
+        ws = held(s, Workspace, ticket.workspace_id)
         contact = s.get(Contact, ticket.contact_id)
         assert ws is not None and contact is not None
         latest = s.exec(select(Comment).where(
@@ -250,7 +250,7 @@ class AgentActions:
                        .where(CSATRating.ticket_id == ticket.id)).one()
         if rated or self.store.sent_recently(s, ticket.id, RESOLVED_KIND, CSAT_GUARD):  # type: ignore[arg-type]
             return False
-        ws = s.get(Workspace, ticket.workspace_id)
+        ws = held(s, Workspace, ticket.workspace_id)
         contact = s.get(Contact, ticket.contact_id)
         assert ws is not None and contact is not None
         in_reply_to, references = self.thread_of(s, ticket)
@@ -277,7 +277,7 @@ class AgentActions:
         return True
 
     def _notify_assigned(self, s: Session, ticket: Ticket, assignee: Agent, by: Agent) -> None:
-        ws = s.get(Workspace, ticket.workspace_id)
+        ws = held(s, Workspace, ticket.workspace_id)
         contact = s.get(Contact, ticket.contact_id)
         assert ws is not None and contact is not None
         s.add(Notification(workspace_id=ws.id, agent_id=assignee.id, ticket_id=ticket.id,  # type: ignore[arg-type]

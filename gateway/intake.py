@@ -28,7 +28,7 @@ from storage.models import (
     Workspace,
     utcnow,
 )
-from storage.store import AgentRef, ContactRef, Store
+from storage.store import AgentRef, ContactRef, Store, held
 
 REOPENED_BY_REPLY = ("waiting", "resolved")
 # A plain INSERT: every new ticket and reply notifies its agent, and an ORM object and its
@@ -78,7 +78,7 @@ class Intake:
     def open_ticket(self, s: Session, req: TicketRequest) -> Ticket:
         """Contact, number, assignment, sentiment, notifications and confirmation, atomically."""
         taken = self.store.take_ticket_number(s, req.workspace_id)  # locks the workspace row
-        ws = s.get(Workspace, req.workspace_id)  # for the mail's branding and sender
+        ws = held(s, Workspace, req.workspace_id)  # for the mail's branding and sender
         assert ws is not None  # its row was just locked
         contact = self.store.upsert_contact(s, req.workspace_id, req.customer.email,
                                             req.customer.name)
@@ -184,13 +184,13 @@ class Intake:
                          reopened: bool) -> None:
         if ticket.assignee_id is None:
             return
-        agent = s.get(Agent, ticket.assignee_id)
-        ws = s.get(Workspace, ticket.workspace_id)
+        agent = held(s, Agent, ticket.assignee_id)
+        ws = held(s, Workspace, ticket.workspace_id)
         if agent is None or ws is None:
             return
-        held = " (held for review)" if comment.held_reason else ""
+        note = " (held for review)" if comment.held_reason else ""
         self._notify(s, ws, ticket, agent, kind="customer_replied",
-                     text=f"{ticket.reference}: new reply from {comment.author_email}{held}",
+                     text=f"{ticket.reference}: new reply from {comment.author_email}{note}",
                      context={"customer_name": comment.author_name,
                               "customer_email": comment.author_email,
                               "comment": comment, "reopened": reopened})

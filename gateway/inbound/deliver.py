@@ -7,7 +7,7 @@ from gateway.inbound.context import Context
 from gateway.inbound.mail import Address, InboundMail, Stop
 from gateway.intake import NewFile, Person, TicketRequest
 from storage.models import Agent, Ticket
-from storage.store import normalise_address
+from storage.store import held, normalise_address
 
 
 def _files(mail: InboundMail) -> list[NewFile]:
@@ -23,7 +23,7 @@ def _html(mail: InboundMail) -> str | None:
 def deliver(mail: InboundMail, ctx: Context) -> None:
     if ctx.intake is None or ctx.s is None:
         return  # a dry run stores nothing
-    ticket = ctx.s.get(Ticket, mail.ticket_id) if mail.ticket_id else None
+    ticket = held(ctx.s, Ticket, mail.ticket_id) if mail.ticket_id else None
     if ticket is not None and mail.thread.method == "subject" and not mail.known_sender:
         # A stranger naming someone else's ticket is a new request of their own, not a reply.
         _new_ticket(mail, ctx, linked=None)
@@ -61,7 +61,7 @@ def _agent_reply(mail: InboundMail, ctx: Context, ticket: Ticket, files: list[Ne
     """An agent answering from their own mail client: a public reply, or a note if the first
     line says #internal."""
     assert ctx.intake is not None and ctx.s is not None
-    agent = ctx.s.get(Agent, mail.agent_id)
+    agent = held(ctx.s, Agent, mail.agent_id)
     lines = mail.reply_text.strip().splitlines()
     internal = bool(lines) and lines[0].strip().lower() == INTERNAL_MARK
     body = "\n".join(lines[1:] if internal else lines).strip()
