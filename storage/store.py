@@ -111,7 +111,7 @@ _FIND_CONTACT = select(_CONTACT.c.id, _CONTACT.c.email, _CONTACT.c.name).where(
 _NEW_CONTACT = {dialect.__name__.rpartition(".")[2]: dialect.insert(_CONTACT).values(
     workspace_id=bindparam("ws"), email=bindparam("email"), name=bindparam("name"),
     created_at=bindparam("now", type_=_CONTACT.c.created_at.type)).on_conflict_do_nothing()
-    for dialect in (postgresql, sqlite)}
+    .returning(_CONTACT.c.id) for dialect in (postgresql, sqlite)}
 _NAME_CONTACT = (update(_CONTACT).where(_CONTACT.c.id == bindparam("contact_id"))
                  .values(name=bindparam("name")))
 
@@ -273,9 +273,14 @@ class Store:
         ticket, and the ORM's version cost a tenth of a portal submission."""
         email, name = email.strip().lower(), name.strip()
         conn = s.connection()
-        conn.execute(_NEW_CONTACT[conn.dialect.name],
-                     {"ws": workspace_id, "email": email, "name": name, "now": utcnow()})
-        found = conn.execute(_FIND_CONTACT, {"ws": workspace_id, "email": email}).one()
+        params = {"ws": workspace_id, "email": email}
+        found = conn.execute(_FIND_CONTACT, params).first()  # a returning customer: one read
+        if found is None:
+            new = conn.execute(_NEW_CONTACT[conn.dialect.name],
+                               {**params, "name": name, "now": utcnow()}).first()
+            if new is not None:
+                return ContactRef(new.id, email, name)
+            found = conn.execute(_FIND_CONTACT, params).one()  # another writer's, just now
         if name and not found.name:
             conn.execute(_NAME_CONTACT, {"contact_id": found.id, "name": name})
             return ContactRef(found.id, found.email, name)
@@ -309,9 +314,13 @@ class Store:
         return set(s.connection().execute(_AGENT_EMAILS, {"ws": workspace_id}).scalars())
 
     def available_agents(self, s: Session, workspace_id: int) -> list[AgentRef]:
-        """The workspace's agents who take new tickets, by id."""
-        return [AgentRef(*row) for row in s.connection().execute(
-            _AVAILABLE_AGENTS, {"ws": workspace_id})]
+        """The workspace's agents who take new tickets, by id: read once per transaction (a
+        batch of mail opens many tickets, and whoever is away stays away for its moment)."""
+        known = s.info.setdefault("available_agents", {})
+        if workspace_id not in known:
+            known[workspace_id] = [AgentRef(*row) for row in s.connection().execute(
+                _AVAILABLE_AGENTS, {"ws": workspace_id})]
+        return known[workspace_id]
 
     def record_pick(self, s: Session, workspace_id: int, agent_id: int) -> None:
         """The agent round robin picked last, for the next pick to start after."""
