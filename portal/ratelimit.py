@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import threading
 from collections.abc import Mapping
 
 from limits import RateLimitItem, parse
@@ -29,6 +30,25 @@ DEFAULTS = {
 }
 
 
+class SweptMemoryStorage(MemoryStorage):
+    """limits' in-memory storage, with expired entries swept every few seconds, not 10 ms
+    after every hit.
+
+    Each of its sweeps walks every key. With 10,000 client addresses inside the window (an
+    hour of submissions from many customers) its sweeps took 38% of a core, with 50,000 79%,
+    in the process that also answers SMTP; an attacker with an IPv6 /64 adds addresses at will.
+    The counts stay exact either way: a moving window only looks at entries inside it, and
+    the sweep only frees their memory."""
+
+    SWEEP_EVERY = 5.0  # seconds
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # the library's private hook
+        if not self.timer.is_alive():
+            self.timer = threading.Timer(self.SWEEP_EVERY, self._MemoryStorage__expire_events)
+            self.timer.daemon = True  # a pending sweep must not hold up shutdown
+            self.timer.start()
+
+
 class Limits:
     """One limiter for the portal; `hit(name, ip)` is False once that IP is over the limit."""
 
@@ -37,7 +57,7 @@ class Limits:
         redis_url = env.get("WORKESTRA_REDIS_URL", "").strip()
         self.shared = bool(redis_url)
         storage: Storage = (RedisStorage(redis_url, key_prefix=env.get(
-            "WORKESTRA_REDIS_PREFIX", "workestra")) if redis_url else MemoryStorage())
+            "WORKESTRA_REDIS_PREFIX", "workestra")) if redis_url else SweptMemoryStorage())
         self._limiter = MovingWindowRateLimiter(storage)
         self._items: dict[str, RateLimitItem] = {
             name: parse(env.get(var) or default) for name, (default, var) in DEFAULTS.items()}

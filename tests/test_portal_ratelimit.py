@@ -72,3 +72,28 @@ def test_client_address_from_forwarded_for_only_behind_a_trusted_proxy():
     assert ip("10.0.0.5", "198.51.100.7, 10.0.0.9") == "198.51.100.7"
     assert ip("203.0.113.9", "198.51.100.7") == "203.0.113.9"  # anyone can write the header
     assert ip("10.0.0.5", "1.2.3.4, 198.51.100.7") == "198.51.100.7"  # right-most untrusted
+
+
+def test_memory_counts_stay_exact_while_expired_entries_are_swept_seldom(monkeypatch):
+    """limits' own storage walks every key 10 ms after each hit, which with many client
+    addresses costs a core; ours sweeps every few seconds, and a limit still holds exactly."""
+    import threading
+    import time
+
+    from portal.ratelimit import Limits, SweptMemoryStorage
+
+    sweeps = []
+    expire = SweptMemoryStorage._MemoryStorage__expire_events
+    monkeypatch.setattr(SweptMemoryStorage, "_MemoryStorage__expire_events",
+                        lambda self: (sweeps.append(1), expire(self)))
+    limits = Limits(env={"WORKESTRA_LIMIT_SUBMIT": "3/hour"})
+    storage = limits._limiter.storage
+    assert isinstance(storage, SweptMemoryStorage)
+    deadline, i = time.monotonic() + 0.3, 0
+    while time.monotonic() < deadline:  # many addresses, each well inside its limit
+        assert limits._hit("submit", f"10.0.{i // 256}.{i % 256}")
+        i += 1
+        time.sleep(0.002)  # the library's own storage sweeps 10 ms after a hit: 20-30 times
+    assert [limits._hit("submit", "192.0.2.7") for _ in range(4)] == [True] * 3 + [False]
+    assert len(sweeps) <= 1
+    assert storage.timer.daemon and isinstance(storage.timer, threading.Timer)
