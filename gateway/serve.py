@@ -90,6 +90,7 @@ async def serve(settings: Settings, *, demo: bool = False, worker: bool = True) 
 
     portal = _PortalServer(uvicorn.Config(create_app(services), host=settings.host,
                                           port=settings.http_port, log_level="warning",
+                                          http="httptools",  # C parser: see README
                                           lifespan="off", access_log=False,
                                           log_config=None))  # its lines go through ours
     portal_task = asyncio.create_task(portal.serve(sockets=[http_socket]), name="portal")
