@@ -65,6 +65,9 @@ class TicketRequest:
     participants: Sequence[Person] = ()
     message_chain: list[str] = field(default_factory=list)  # the customer's References + own id
     linked_ticket_id: int | None = None
+    # The caller's copy of the workspace, for the mail's branding and sender, when it has a
+    # recent one (the portal keeps each for two seconds); read in the transaction otherwise.
+    workspace: Workspace | None = None
 
 
 class Intake:
@@ -78,8 +81,8 @@ class Intake:
     def open_ticket(self, s: Session, req: TicketRequest) -> Ticket:
         """Contact, number, assignment, sentiment, notifications and confirmation, atomically."""
         taken = self.store.take_ticket_number(s, req.workspace_id)  # locks the workspace row
-        ws = held(s, Workspace, req.workspace_id)  # for the mail's branding and sender
-        assert ws is not None  # its row was just locked
+        ws = req.workspace or held(s, Workspace, req.workspace_id)
+        assert ws is not None and ws.id == req.workspace_id  # its row was just locked
         contact = self.store.upsert_contact(s, req.workspace_id, req.customer.email,
                                             req.customer.name)
         subject = " ".join(req.subject.split()) or "(no subject)"

@@ -173,7 +173,7 @@ def _open_ticket(services: Services, ws: Workspace, values: dict[str, str],
         ticket = services.intake.open_ticket(s, TicketRequest(
             workspace_id=ws.id, customer=Person(values["name"], values["email"]),  # type: ignore[arg-type]
             subject=values["subject"], description=values["description"], channel="portal",
-            type=values["type"], files=files))
+            type=values["type"], files=files, workspace=ws))
         if valid_session(values["dsid"]):
             log_event(s, ws.id, values["dsid"], "submitted")  # type: ignore[arg-type]
         url = services.mailer.tracking_url(ws, ticket, values["email"])
