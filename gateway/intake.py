@@ -93,8 +93,7 @@ class Intake:
             linked_ticket_id=req.linked_ticket_id)
         assignee = next_assignee(s, self.store, req.workspace_id, taken)
         ticket.assignee_id = assignee.id if assignee else None
-        s.add(ticket)
-        s.flush()
+        self.store.add_ticket(s, ticket)
         self._add_files(s, ticket, None, req.files)
         for p in req.participants:
             self.add_participant(s, ticket, p)

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, Row, bindparam, func, insert, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
@@ -105,6 +106,9 @@ _TAKE_NUMBER = (update(_WORKSPACE).where(_WORKSPACE.c.id == bindparam("ws"))
                 .returning(_WORKSPACE.c.ticket_counter, _WORKSPACE.c.assignment_mode,
                            _WORKSPACE.c.last_assigned_agent_id))
 
+_TICKET = Ticket.__table__  # type: ignore[attr-defined]
+_TICKET_COLUMNS = tuple(c.key for c in _TICKET.columns if c.key != "id")
+_NEW_TICKET = insert(_TICKET).returning(_TICKET.c.id)
 _CONTACT = Contact.__table__  # type: ignore[attr-defined]
 _FIND_CONTACT = select(_CONTACT.c.id, _CONTACT.c.email, _CONTACT.c.name).where(
     _CONTACT.c.workspace_id == bindparam("ws"), _CONTACT.c.email == bindparam("email"))
@@ -285,6 +289,16 @@ class Store:
             conn.execute(_NAME_CONTACT, {"contact_id": found.id, "name": name})
             return ContactRef(found.id, found.email, name)
         return ContactRef(found.id, found.email, found.name)
+
+    def add_ticket(self, s: Session, ticket: Ticket) -> Ticket:
+        """Insert a new ticket with one plain statement, then put the object in the session
+        as a flush would leave it (persistent, with its id). The unit of work cost a tenth of
+        an intake, for a row that is always new and never batched with others."""
+        row = {key: getattr(ticket, key) for key in _TICKET_COLUMNS}
+        ticket.id = s.connection().execute(_NEW_TICKET, row).scalar_one()
+        make_transient_to_detached(ticket)
+        s.add(ticket)
+        return ticket
 
     def take_ticket_number(self, s: Session, workspace_id: int) -> NumberTaken:
         """Bump the workspace's counter under its row lock; concurrent callers queue behind it.
