@@ -93,7 +93,7 @@ class Intake:
             linked_ticket_id=req.linked_ticket_id)
         assignee = next_assignee(s, self.store, req.workspace_id, taken)
         ticket.assignee_id = assignee.id if assignee else None
-        self.store.add_ticket(s, ticket)
+        self.store.add_new(s, ticket)
         self._add_files(s, ticket, None, req.files)
         for p in req.participants:
             self.add_participant(s, ticket, p)
@@ -126,11 +126,10 @@ class Intake:
             ticket.resolved_at = None
         ticket.updated_at = utcnow()
         s.add(ticket)
-        comment = Comment(ticket_id=ticket.id, author_kind="customer", author_name=author.name,
-                          author_email=author.email.lower(), body=body, body_html=body_html,
-                          inbound_message_id=inbound_message_id)
-        s.add(comment)
-        s.flush()
+        comment = self.store.add_new(s, Comment(
+            ticket_id=ticket.id, author_kind="customer", author_name=author.name,
+            author_email=author.email.lower(), body=body, body_html=body_html,
+            inbound_message_id=inbound_message_id))
         self._add_files(s, ticket, comment, files)
         self._notify_assignee(s, ticket, comment, reopened=reopened)
         return comment
@@ -139,12 +138,10 @@ class Intake:
                    files: Sequence[NewFile] = (), body_html: str | None = None,
                    inbound_message_id: int | None = None) -> Comment:
         """A reply we cannot attribute to the customer: kept as an internal note for an agent."""
-        comment = Comment(ticket_id=ticket.id, author_kind="unverified", author_name=author.name,
-                          author_email=author.email.lower(), body=body, internal=True,
-                          body_html=body_html, held_reason=reason,
-                          inbound_message_id=inbound_message_id)
-        s.add(comment)
-        s.flush()
+        comment = self.store.add_new(s, Comment(
+            ticket_id=ticket.id, author_kind="unverified", author_name=author.name,
+            author_email=author.email.lower(), body=body, internal=True, body_html=body_html,
+            held_reason=reason, inbound_message_id=inbound_message_id))
         self._add_files(s, ticket, comment, files)
         self._notify_assignee(s, ticket, comment, reopened=False)
         return comment
