@@ -9,7 +9,7 @@ import smtplib
 import pytest
 from aiosmtpd.smtp import SMTP
 
-from gateway.inbound.receive import _PLAIN_PATH, _SMTP
+from gateway.inbound.receive import _PLAIN_PATH, _SMTP, ReceiveHandler
 from tests.conftest import customer_mail, start_gateway, stop_gateway
 
 
@@ -117,3 +117,28 @@ def test_plain_addresses_are_read_as_aiosmtpd_reads_every_address():
     assert len(plain) > 400  # the quick path is really taken, for many shapes
     assert [ours._getaddr(p) for p in paths] == [theirs._getaddr(p) for p in paths]
     assert ours._getaddr("<jane@customer.test> SIZE=5000") == ("jane@customer.test", "SIZE=5000")
+
+
+def test_a_session_finds_the_commands_and_hooks_aiosmtpd_finds_by_walking_dir():
+    """Our session and handler list only what aiosmtpd looks up by name (it walks dir() on
+    every connection); every table it builds from those names must come out the same as
+    from the full dir(), or a command or hook would be missing."""
+
+    class FullDir(ReceiveHandler):
+        def __dir__(self) -> list[str]:
+            return object.__dir__(self)
+
+    class FullSMTP(SMTP):
+        pass
+
+    loop = asyncio.new_event_loop()
+    try:
+        ours = _SMTP(ReceiveHandler(None, None, print), loop=loop, hostname="mx.test")
+        theirs = FullSMTP(FullDir(None, None, print), loop=loop, hostname="mx.test")
+    finally:
+        loop.close()
+    tables = {k for k, v in vars(theirs).items() if isinstance(v, dict) and v}
+    assert {"_smtp_methods", "_auth_methods", "_handle_hooks"} <= tables
+    for name in tables:
+        assert sorted(vars(ours)[name]) == sorted(vars(theirs)[name]), name
+    assert len(dir(ours)) < len(object.__dir__(ours)) / 2  # the short list is in use

@@ -11,6 +11,7 @@ import re
 import ssl
 import time
 from collections.abc import Callable
+from functools import cache
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -31,6 +32,10 @@ class ReceiveHandler:
         self.on_spooled = on_spooled
         self.known_for = known_for
         self._known: dict[str, tuple[int, float]] = {}  # address -> (workspace id, until)
+
+    def __dir__(self) -> list[str]:
+        """Only its hooks: aiosmtpd walks the handler's dir() on every connection too."""
+        return _session_names(type(self))
 
     async def _workspace_id(self, address: str) -> int | None:
         """The address's workspace; known ones are remembered briefly, so most RCPTs skip the
@@ -104,6 +109,12 @@ class _SMTP(SMTP):
     `<local@domain>` is read here with the same result; anything else (quoted local parts,
     comments, source routes, non-ASCII) still goes to aiosmtpd."""
 
+    def __dir__(self) -> list[str]:
+        """Only its commands and AUTH mechanisms. aiosmtpd's __init__ walks dir() twice on
+        every connection to find them (`inspect.getmembers` also reads every property):
+        90 us a connection, against 10 us with this list, which is the same for them."""
+        return _session_names(type(self))
+
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         m = _PLAIN_PATH.match(arg)
         if m is None:
@@ -112,6 +123,12 @@ class _SMTP(SMTP):
         if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
             return None, None
         return addr, arg[m.end():]
+
+
+@cache
+def _session_names(cls: type) -> list[str]:
+    """What aiosmtpd looks for by name on a session and its handler, on every connection."""
+    return sorted(n for n in dir(cls) if n.startswith(("smtp_", "auth_", "handle_")))
 
 
 def smtp_factory(handler: ReceiveHandler, *, hostname: str, data_size_limit: int,
