@@ -27,7 +27,7 @@ class Processor:
 
     def __init__(self, pipeline: Pipeline, *, rescan: float = 30.0, batch: int = 50,
                  yield_to: Callable[[], bool] | None = None, busy_batch: int = 2,
-                 max_yield: float = 1.0, share: float = 0.2) -> None:
+                 max_yield: float = 1.0, share: float = 0.1) -> None:
         self.pipeline = pipeline
         self.rescan = rescan
         self.batch = batch  # messages per transaction when several are waiting
