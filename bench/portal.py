@@ -1,6 +1,7 @@
 """Portal speed: the submit page, a submission and the tracking page, against bare Starlette.
 
     .venv/bin/python bench/portal.py [--seconds 5] [--connections 16] [--rate 300]
+                                     [--processes N [--redis-url redis://127.0.0.1:6379]]
 
 Starts `serve --demo` on a fresh data dir (SQLite, submission limit lifted for the run) and a
 minimal Starlette hello-world app under uvicorn twice, on httptools (the HTTP parser `serve`
@@ -69,9 +70,13 @@ def _raw(method: str, path: str, port: int, cookie: str = "", body: bytes = b"",
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-async def load(port: int, raws: list[bytes], seconds: float, connections: int) -> dict:
+async def load(port: int | list[int], raws: list[bytes], seconds: float, connections: int
+               ) -> dict:
     """Closed-loop load: each connection sends the next request as soon as its last is
-    answered. `raws` are sent in turn (one customer after another)."""
+    answered. `raws` are sent in turn (one customer after another). Given several ports,
+    connections are spread over them, as a load balancer would."""
+    ports = port if isinstance(port, list) else [port]
+    opened = itertools.count()
     turn = itertools.count()
     latencies: list[float] = []
     errors = 0
@@ -79,7 +84,8 @@ async def load(port: int, raws: list[bytes], seconds: float, connections: int) -
 
     async def one() -> None:
         nonlocal errors
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", ports[next(opened) % len(ports)])
         while time.perf_counter() < end:
             t0 = time.perf_counter()
             status, _, _ = await _request(reader, writer, raws[next(turn) % len(raws)])
@@ -96,12 +102,13 @@ async def load(port: int, raws: list[bytes], seconds: float, connections: int) -
             "p99": latencies[int(len(latencies) * 0.99)] * 1000}
 
 
-async def paced(port: int, raws: list[bytes], seconds: float, connections: int,
+async def paced(port: int | list[int], raws: list[bytes], seconds: float, connections: int,
                 rate: float) -> dict:
     """Open-loop load: requests are due at a fixed rate whether or not earlier ones are done,
     each sent on the first free connection. A request's latency counts from when it was due,
     so time spent queued behind a slow server counts too (no coordinated omission)."""
-    turn = itertools.count()
+    turn, opened = itertools.count(), itertools.count()
+    ports = port if isinstance(port, list) else [port]
     due: asyncio.Queue[float | None] = asyncio.Queue()
     latencies: list[float] = []
     errors = 0
@@ -116,7 +123,8 @@ async def paced(port: int, raws: list[bytes], seconds: float, connections: int,
 
     async def one() -> None:
         nonlocal errors
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", ports[next(opened) % len(ports)])
         while (t := await due.get()) is not None:
             status, _, _ = await _request(reader, writer, raws[next(turn) % len(raws)])
             latencies.append(time.perf_counter() - t)
@@ -163,50 +171,73 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--rate", type=float, default=300,
                     help="submissions/s offered in the paced run (the issue's aim)")
+    ap.add_argument("--processes", type=int, default=1,
+                    help="with N > 1: N `serve --no-worker` processes and one `worker` on the "
+                         "same SQLite file, rate limits shared in Redis, connections spread "
+                         "over them as by a load balancer (and N processes of each bare page)")
+    ap.add_argument("--redis-url", default="redis://127.0.0.1:6379")
     args = ap.parse_args()
-    procs = []
+    n = args.processes
+    procs: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory() as tmp:
-        hello_port, h11_port, http_port, smtp_port = (free_port() for _ in range(4))
+        hello_ports, h11_ports = [free_port() for _ in range(n)], [free_port() for _ in range(n)]
+        http_ports, smtp_ports = [free_port() for _ in range(n)], [free_port() for _ in range(n)]
         # The baseline runs on the HTTP parser `serve` uses (httptools); the same page on
         # uvicorn's pure-Python h11 is printed too: the issue's orientation figure (about
         # 11,000 req/s) is of that stack, which serves a third of what httptools does.
-        procs.append(subprocess.Popen([sys.executable, "-c", HELLO, str(hello_port), "httptools"]))
-        procs.append(subprocess.Popen([sys.executable, "-c", HELLO, str(h11_port), "h11"]))
+        for hello, h11 in zip(hello_ports, h11_ports, strict=True):
+            procs.append(subprocess.Popen([sys.executable, "-c", HELLO, str(hello), "httptools"]))
+            procs.append(subprocess.Popen([sys.executable, "-c", HELLO, str(h11), "h11"]))
         env = {k: v for k, v in os.environ.items() if not k.startswith("WORKESTRA_")}
         env.update(WORKESTRA_DATA_DIR=f"{tmp}/data", WORKESTRA_LIMIT_SUBMIT="1000000/hour",
-                   WORKESTRA_PUBLIC_URL=f"http://127.0.0.1:{http_port}")
+                   WORKESTRA_PUBLIC_URL=f"http://127.0.0.1:{http_ports[0]}")
+        if n > 1:  # one count for every process, as the README asks of such a deployment
+            env.update(WORKESTRA_REDIS_URL=args.redis_url,
+                       WORKESTRA_REDIS_PREFIX=f"bench-{os.getpid()}-{time.time_ns()}")
         env.pop("DATABASE_URL", None)
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--demo", "--smtp-port", str(smtp_port),
-             "--http-port", str(http_port)], cwd=ROOT, env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+        def serve(i: int) -> subprocess.Popen:
+            return subprocess.Popen(
+                [sys.executable, "-m", "gateway", "serve", "--demo",
+                 "--smtp-port", str(smtp_ports[i]), "--http-port", str(http_ports[i]),
+                 *(["--no-worker"] if n > 1 else [])],
+                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
         try:
-            wait_port(hello_port)
-            wait_port(h11_port)
-            wait_port(http_port)
-            form = _raw("POST", "/form", hello_port, body=b"a=1&b=2",
+            procs.append(serve(0))
+            wait_port(http_ports[0], procs[-1])  # the first one makes the schema and secret
+            for i in range(1, n):
+                procs.append(serve(i))
+            if n > 1:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "gateway", "worker"], cwd=ROOT, env=env,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            for port in [*hello_ports, *h11_ports, *http_ports]:
+                wait_port(port)
+            form = _raw("POST", "/form", hello_ports[0], body=b"a=1&b=2",
                         ctype="application/x-www-form-urlencoded")
-            submit_get, submit_posts, tracking = asyncio.run(prepare(http_port))
+            submit_get, submit_posts, tracking = asyncio.run(prepare(http_ports[0]))
             # Submissions last: each queues mail that the outbox goes on delivering after
             # the run, which would weigh on whatever ran next.
-            runs = [("bare page", hello_port, [_raw("GET", "/", hello_port)]),
-                    ("bare page, h11", h11_port, [_raw("GET", "/", h11_port)]),
-                    ("bare form POST", hello_port, [form]),
-                    ("submit page", http_port, [submit_get]),
-                    ("tracking page", http_port, [tracking]),
-                    ("submission", http_port, submit_posts)]
+            runs = [("bare page", hello_ports, [_raw("GET", "/", hello_ports[0])]),
+                    ("bare page, h11", h11_ports, [_raw("GET", "/", h11_ports[0])]),
+                    ("bare form POST", hello_ports, [form]),
+                    ("submit page", http_ports, [submit_get]),
+                    ("tracking page", http_ports, [tracking]),
+                    ("submission", http_ports, submit_posts)]
             results = {}
-            for name, port, raw in runs:
-                results[name] = asyncio.run(load(port, raw, args.seconds, args.connections))
+            for name, ports, raw in runs:
+                results[name] = asyncio.run(load(ports, raw, args.seconds, args.connections))
             results[f"submission, {args.rate:g}/s offered"] = asyncio.run(paced(
-                http_port, submit_posts, args.seconds, args.connections, args.rate))
+                http_ports, submit_posts, args.seconds, args.connections, args.rate))
         finally:
             for p in procs:
                 p.terminate()
                 p.wait()
     base, h11 = results["bare page"]["rps"], results["bare page, h11"]["rps"]
-    print(f"{args.connections} connections, {args.seconds:g} s each, loopback; the bare page "
-          "on httptools (as serve) is the baseline, on h11 the issue's orientation figure")
+    print(f"{args.connections} connections, {args.seconds:g} s each, loopback, {n} process(es) "
+          "of each server; the bare page on httptools (as serve) is the baseline, on h11 the "
+          "issue's orientation figure")
     for name, r in results.items():
         print(f"{name:26} {r['rps']:6.0f} req/s  p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms"
               f"  {r['rps'] / base:6.1%} of bare page ({r['rps'] / h11:6.1%} of h11's)"
