@@ -112,7 +112,7 @@ class _SMTP(SMTP):
     def __dir__(self) -> list[str]:
         """Only its commands and AUTH mechanisms. aiosmtpd's __init__ walks dir() twice on
         every connection to find them (`inspect.getmembers` also reads every property):
-        90 us a connection, against 10 us with this list, which is the same for them."""
+        with the handler's, 90 us a connection, against 24 us with these lists."""
         return _session_names(type(self))
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
