@@ -184,3 +184,28 @@ def test_public_json_api_is_token_bound_and_privately_cacheable(services):
     assert body["messages"][0]["attachments"][0]["filename"] == "shot.png"
     bad = c.get("/api/public/tickets?t=nonsense")
     assert bad.status_code == 404 and "no-store" in bad.headers["cache-control"]
+
+
+def test_a_kept_session_cookie_still_expires_and_a_forged_one_is_never_kept(services,
+                                                                            monkeypatch):
+    """A session cookie's signature is checked once and kept; its age, every time."""
+    import types
+
+    from gateway.tokens import TRACKING_MAX_AGE
+    from portal import tracking
+
+    cookie = tracking._session_signer(services).dumps([7, "jane@customer.test"])
+    assert tracking.session_claim(services, cookie) == (7, "jane@customer.test")
+    assert tracking.session_claim(services, cookie) == (7, "jane@customer.test")  # kept
+    now = time.time()
+    monkeypatch.setattr(tracking, "time", types.SimpleNamespace(
+        time=lambda: now + TRACKING_MAX_AGE + 5))
+    assert tracking.session_claim(services, cookie) is None  # too old, kept or not
+    monkeypatch.setattr(tracking, "time", types.SimpleNamespace(time=lambda: now - 60))
+    assert tracking.session_claim(services, cookie) is None  # signed "in the future"
+    monkeypatch.undo()
+    forged = cookie[:-3] + ("abc" if not cookie.endswith("abc") else "xyz")
+    kept = tracking._signed.cache_info().currsize
+    assert tracking.session_claim(services, forged) is None
+    assert tracking.session_claim(services, forged) is None
+    assert tracking._signed.cache_info().currsize == kept  # a failure is never kept
