@@ -11,6 +11,7 @@ from sqlmodel import select
 from gateway.inbound.pipeline import STEPS, Pipeline
 from gateway.inbound.spool import Spool
 from storage.models import Attachment, Comment, InboundMessage, OutboundMessage, Ticket
+from storage.store import held
 from tests.conftest import customer_mail
 
 
@@ -292,3 +293,26 @@ def test_a_batch_commits_together_and_one_bad_message_spoils_nothing_else(servic
     assert [t.subject for t in services.store.tickets(rows[0].workspace_id)] == ["first", "third"]
     kept = [services.store.inbound_raw(r.id, services.blobs) for r in rows]
     assert [hashlib.sha256(k).hexdigest() for k in kept] == [r.raw_sha256 for r in rows]
+
+
+def test_a_message_that_fails_after_its_ticket_was_written_spoils_nothing_else(services):
+    """Its savepoint takes the ticket back; the next new ticket in the batch (which SQLite
+    gives the same row id) must not meet the rolled-back one in the session."""
+    def explode_after_delivery(mail, ctx):
+        if mail.parsed and mail.parsed.subject == "poison":
+            held(ctx.s, Ticket, mail.ticket_id)  # a step that read its new ticket, then broke
+            raise RuntimeError("simulated bug after the ticket was written")
+
+    batchy = Pipeline(services.settings, services.store, services.blobs, services.intake,
+                      steps=(*STEPS, ("poison", explode_after_delivery)))
+    spool = Spool(services.store, services.blobs)
+    ids = [spool.accept(customer_mail(subject, "x", sender=f"c{i}@customer.test").as_bytes(),
+                        mail_from=f"c{i}@customer.test", rcpt_tos=["support@acme.test"])
+           for i, subject in enumerate(["first", "poison", "third", "fourth"])]
+    done = batchy.process_batch(ids)
+    assert [m.outcome for m in done] == ["new_ticket", "failed", "new_ticket", "new_ticket"]
+    rows = [services.store.inbound(i) for i in ids]
+    assert [r.outcome for r in rows] == ["new_ticket", "failed", "new_ticket", "new_ticket"]
+    tickets = services.store.tickets(rows[0].workspace_id)
+    assert sorted(t.subject for t in tickets) == ["first", "fourth", "third"]
+    assert {r.ticket_id for r in rows if r.ticket_id} == {t.id for t in tickets}

@@ -39,7 +39,7 @@ from gateway.outbound.compose import LOOP_HEADER
 from gateway.tokens import loop_marker
 from storage.blobs import BlobStore
 from storage.models import InboundMessage, utcnow
-from storage.store import Store
+from storage.store import Store, forget_held
 
 log = logging.getLogger("workestra.inbound")
 # A handled message's bytes stay in its row up to this size: most mail, kept without the file
@@ -176,6 +176,7 @@ class Pipeline:
                         if unavailable(e):
                             raise
                         log.exception("inbound %s failed", mail.inbound_id)
+                        forget_held(s)  # its savepoint took back rows the session may hold
                         with s.begin_nested():
                             self._record_failure(s, mail, f"{type(e).__name__}: {e}")
                         done.append(mail)
