@@ -71,12 +71,11 @@ def _raw(method: str, path: str, port: int, cookie: str = "", body: bytes = b"",
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-async def load(port: int | list[int], raws: list[bytes], seconds: float, connections: int
+async def load(ports: list[int], raws: list[bytes], seconds: float, connections: int
                ) -> dict:
     """Closed-loop load: each connection sends the next request as soon as its last is
     answered. `raws` are sent in turn (one customer after another). Given several ports,
     connections are spread over them, as a load balancer would."""
-    ports = port if isinstance(port, list) else [port]
     opened = itertools.count()
     turn = itertools.count()
     latencies: list[float] = []
@@ -103,13 +102,12 @@ async def load(port: int | list[int], raws: list[bytes], seconds: float, connect
             "p99": latencies[int(len(latencies) * 0.99)] * 1000}
 
 
-async def paced(port: int | list[int], raws: list[bytes], seconds: float, connections: int,
+async def paced(ports: list[int], raws: list[bytes], seconds: float, connections: int,
                 rate: float) -> dict:
     """Open-loop load: requests are due at a fixed rate whether or not earlier ones are done,
     each sent on the first free connection. A request's latency counts from when it was due,
     so time spent queued behind a slow server counts too (no coordinated omission)."""
     turn, opened = itertools.count(), itertools.count()
-    ports = port if isinstance(port, list) else [port]
     due: asyncio.Queue[float | None] = asyncio.Queue()
     latencies: list[float] = []
     errors = 0

@@ -128,13 +128,10 @@ def test_a_session_finds_the_commands_and_hooks_aiosmtpd_finds_by_walking_dir():
         def __dir__(self) -> list[str]:
             return object.__dir__(self)
 
-    class FullSMTP(SMTP):
-        pass
-
     loop = asyncio.new_event_loop()
     try:
         ours = _SMTP(ReceiveHandler(None, None, print), loop=loop, hostname="mx.test")
-        theirs = FullSMTP(FullDir(None, None, print), loop=loop, hostname="mx.test")
+        theirs = SMTP(FullDir(None, None, print), loop=loop, hostname="mx.test")
     finally:
         loop.close()
     tables = {k for k, v in vars(theirs).items() if isinstance(v, dict) and v}
