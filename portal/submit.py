@@ -169,15 +169,18 @@ async def _submitted(request: Request, services: Services, ws: Workspace,
 
 def _open_ticket(services: Services, ws: Workspace, values: dict[str, str],
                  files: list[NewFile]):
-    with services.store.tx() as s:
+    """The ticket and its tracking link, committed; submissions that arrive together share
+    one transaction (storage/group_commit.py), each still all or nothing."""
+    def work(s):
         ticket = services.intake.open_ticket(s, TicketRequest(
             workspace_id=ws.id, customer=Person(values["name"], values["email"]),  # type: ignore[arg-type]
             subject=values["subject"], description=values["description"], channel="portal",
             type=values["type"], files=files, workspace=ws))
         if valid_session(values["dsid"]):
             log_event(s, ws.id, values["dsid"], "submitted")  # type: ignore[arg-type]
-        url = services.mailer.tracking_url(ws, ticket, values["email"])
-    return ticket, url
+        return ticket, services.mailer.tracking_url(ws, ticket, values["email"])
+
+    return services.store.together.run(work)
 
 
 routes = [

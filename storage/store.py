@@ -18,6 +18,7 @@ from sqlmodel import Session, select
 
 from storage.blobs import BlobStore
 from storage.engine import READ_ONLY, is_postgres, set_busy_timeout
+from storage.group_commit import GroupCommit
 from storage.models import (
     Agent,
     Attachment,
@@ -184,6 +185,8 @@ class Store:
         self.postgres = is_postgres(engine)
         self._turns = None if self.postgres else turns_for(engine.url.database)
         self._quick = threading.local()  # each thread's connection for quick_read
+        # Small independent writes (portal submissions) that arrive together commit together.
+        self.together = GroupCommit(self.tx, self.turn)
 
     @contextmanager
     def tx(self) -> Iterator[Session]:
