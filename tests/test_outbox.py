@@ -306,3 +306,73 @@ def test_starttls_and_login_to_the_relay(services, tmp_path, password, delivered
     else:  # a wrong password keeps mail queued for when the setting is fixed
         assert not relay.accepted and all(r.state == "queued" for r in rows)
         assert all(r.attempts >= 1 and r.last_error for r in rows)
+
+
+def test_mails_handed_to_the_sent_folder_together_are_each_written_or_failed(tmp_path):
+    """One writer thread takes a whole pass; a mail that cannot be written fails alone."""
+    folder = SentDirectory(tmp_path / "sent")
+
+    async def scenario():
+        names = [f"{i:08d}-customer-ticket_received" for i in range(20)]
+        names[7] = "no-such-folder/x"  # its file cannot be made: an OSError for it alone
+        results = await asyncio.gather(
+            *(folder.send(f"Subject: {n}\r\n\r\nhi\r\n".encode(), "a@b.test", ["c@d.test"], n)
+              for n in names), return_exceptions=True)
+        await folder.close()
+        return results
+
+    results = asyncio.run(scenario())
+    assert isinstance(results[7], OSError)
+    assert sum(isinstance(r, str) for r in results) == 19
+    written = sorted(p.name for p in (tmp_path / "sent").glob("*.eml"))
+    assert len(written) == 19 and "00000007-customer-ticket_received.eml" not in written
+    assert not list((tmp_path / "sent").glob(".tmp-*"))  # nothing half-written left behind
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_under_a_stream_of_mail_each_pass_carries_many(services, tmp_path):
+    """Mail queued one at a time while the outbox runs goes out in few passes, each mail once;
+    the first, queued while it was idle, goes out without waiting for the next pass."""
+    worker = OutboxWorker(services.store, SentDirectory(tmp_path / "sent"),
+                          secret=services.settings.secret_key, gather=0.2)
+    services.mailer.on_queued(worker.wake)
+    passes = 0
+    deliver_due = worker.deliver_due
+
+    async def counted() -> int:
+        nonlocal passes
+        delivered = await deliver_due()
+        passes += bool(delivered)
+        return delivered
+
+    worker.deliver_due = counted  # type: ignore[method-assign]
+
+    async def scenario():
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop))
+        await asyncio.sleep(0.3)  # idle, so the first mail is sent at once
+        await asyncio.to_thread(_queue_one, services)
+        services.mailer.wake()
+        for _ in range(100):
+            if list((tmp_path / "sent").glob("*.eml")):
+                break
+            await asyncio.sleep(0.01)
+        first = len(list((tmp_path / "sent").glob("*.eml")))
+        for _ in range(15):  # a submission every 40 ms
+            await asyncio.to_thread(_queue_one, services)
+            services.mailer.wake()
+            await asyncio.sleep(0.04)
+        for _ in range(300):
+            if all(r.state == "sent" for r in services.store.outbox()):
+                break
+            await asyncio.sleep(0.02)
+        stop.set()
+        await running
+        return first
+
+    first = asyncio.run(scenario())
+    rows = services.store.outbox()
+    assert first >= 1  # within 0.1 s of being queued, long before a 0.2 s pause was over
+    assert len(rows) >= 16 and all(r.state == "sent" and r.attempts == 1 for r in rows)
+    assert len(list((tmp_path / "sent").glob("*.eml"))) == len(rows)  # each once
+    assert passes <= 6  # about 0.7 s of mail in passes 0.2 s apart, not a pass per mail

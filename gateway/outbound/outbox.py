@@ -23,8 +23,12 @@ def backoff(attempt: int, base: float = 5.0, cap: float = 600.0) -> timedelta:
 class OutboxWorker:
     def __init__(self, store: Store, transport: Transport, *, secret: str,
                  max_attempts: int = 8, backoff_base: float = 5.0, poll_interval: float = 1.0,
-                 batch: int = 100, connections: int = 20) -> None:
+                 batch: int = 100, connections: int = 20, gather: float = 0.25) -> None:
         self.batch = batch  # claimed, and recorded, in one transaction each
+        # Passes start at most this often (seconds): under load, mail is queued one at a time
+        # (a submission, a reply), and a pass per mail cost two write transactions per mail.
+        # Mail queued while the outbox was idle still goes out at once.
+        self.gather = gather
         self.connections = connections  # open to the relay at once
         self.store = store
         self.transport = transport
@@ -41,14 +45,17 @@ class OutboxWorker:
             self._loop.call_soon_threadsafe(self._wake.set)
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
+        last_pass = -self.gather
         while not stop.is_set():
+            await asyncio.sleep(max(0.0, last_pass + self.gather - loop.time()))
+            last_pass = loop.time()
+            self._wake.clear()  # before the pass: mail queued during it wakes the next one
             try:
-                while await self.deliver_due():
-                    pass
+                if await self.deliver_due():
+                    continue  # more may be due: after the pause, not at once
             except Exception:  # the database may be briefly away; try again shortly
                 log.exception("outbox pass failed")
-            self._wake.clear()
             waiter = asyncio.ensure_future(self._wake.wait())
             stopper = asyncio.ensure_future(stop.wait())
             await asyncio.wait({waiter, stopper}, timeout=self.poll_interval,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import ssl
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -118,23 +120,68 @@ class SmtpRelay:
 
 
 class SentDirectory:
-    """The embedded default: each mail becomes DATA_DIR/sent/<name>.eml for a newcomer to read."""
+    """The embedded default: each mail becomes DATA_DIR/sent/<name>.eml for a newcomer to read.
+
+    An outbox pass hands over up to a hundred mails at once. A thread each (the default pool)
+    spent more time passing the interpreter lock between them than writing, so the mails
+    handed over together are written together, by one thread of its own, each file still
+    fsynced before its mail counts as sent."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sent-dir")
+        self._waiting: list[tuple[bytes, str, asyncio.Future[None]]] = []
 
     async def send(self, raw: bytes, sender: str, recipients: list[str], name: str) -> str:
-        await asyncio.to_thread(self._write, raw, name)
+        loop = asyncio.get_running_loop()
+        written: asyncio.Future[None] = loop.create_future()
+        self._waiting.append((raw, name, written))
+        if len(self._waiting) == 1:  # the first of a pass: write once the others are in
+            loop.call_soon(self._write_waiting, loop)
+        await written
         return f"written to {self.root / name}.eml"
 
+    def _write_waiting(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch, self._waiting = self._waiting, []
+        job = loop.run_in_executor(self._writer, self._write_all,
+                                   [(raw, name) for raw, name, _ in batch])
+
+        def finished(job: asyncio.Future[list[BaseException | None]]) -> None:
+            failed = job.exception()
+            errors = [failed] * len(batch) if failed is not None else job.result()
+            for (_, _, written), error in zip(batch, errors, strict=True):
+                if written.done():  # its sender was cancelled
+                    continue
+                if error is None:
+                    written.set_result(None)
+                else:
+                    written.set_exception(error)
+
+        job.add_done_callback(finished)
+
     async def close(self) -> None:
-        return None
+        self._writer.shutdown(wait=True)
+
+    def _write_all(self, mails: list[tuple[bytes, str]]) -> list[BaseException | None]:
+        errors: list[BaseException | None] = []
+        for raw, name in mails:
+            try:
+                self._write(raw, name)
+                errors.append(None)
+            except OSError as e:  # a full disk fails this mail, which the outbox retries
+                errors.append(e)
+        return errors
 
     def _write(self, raw: bytes, name: str) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.root / f"{name}.eml")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(raw)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.root / f"{name}.eml")
+        except BaseException:  # a failed mail leaves no half-written file behind
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
