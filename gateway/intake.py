@@ -8,7 +8,7 @@ all. The caller commits, then calls `mailer.wake()` so the outbox worker sends a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import insert
 from sqlmodel import Session
@@ -68,6 +68,12 @@ class TicketRequest:
     # The caller's copy of the workspace, for the mail's branding and sender, when it has a
     # recent one (the portal keeps each for two seconds); read in the transaction otherwise.
     workspace: Workspace | None = None
+    # Its sentiment, when the caller scored it before the transaction (`Intake.prepared`).
+    sentiment: float | None = None
+
+
+def _subject(req: TicketRequest) -> str:
+    return " ".join(req.subject.split()) or "(no subject)"
 
 
 class Intake:
@@ -78,6 +84,12 @@ class Intake:
 
     # -- new tickets ---------------------------------------------------------------------------
 
+    @staticmethod
+    def prepared(req: TicketRequest) -> TicketRequest:
+        """The request with what needs no database done already (its sentiment): a caller
+        that queues for the database (the portal's group commit) does it before its turn."""
+        return replace(req, sentiment=sentiment(_subject(req), req.description))
+
     def open_ticket(self, s: Session, req: TicketRequest) -> Ticket:
         """Contact, number, assignment, sentiment, notifications and confirmation, atomically."""
         taken = self.store.take_ticket_number(s, req.workspace_id)  # locks the workspace row
@@ -85,11 +97,12 @@ class Intake:
         assert ws is not None and ws.id == req.workspace_id  # its row was just locked
         contact = self.store.upsert_contact(s, req.workspace_id, req.customer.email,
                                             req.customer.name)
-        subject = " ".join(req.subject.split()) or "(no subject)"
+        subject = _subject(req)
         ticket = Ticket(
             workspace_id=req.workspace_id, number=taken.number, contact_id=contact.id,
             subject=subject[:500], description=req.description, channel=req.channel,
-            type=req.type, sentiment=sentiment(subject, req.description),
+            type=req.type, sentiment=req.sentiment if req.sentiment is not None
+            else sentiment(subject, req.description),
             linked_ticket_id=req.linked_ticket_id)
         assignee = next_assignee(s, self.store, req.workspace_id, taken)
         ticket.assignee_id = assignee.id if assignee else None

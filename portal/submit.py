@@ -171,11 +171,13 @@ def _open_ticket(services: Services, ws: Workspace, values: dict[str, str],
                  files: list[NewFile]):
     """The ticket and its tracking link, committed; submissions that arrive together share
     one transaction (storage/group_commit.py), each still all or nothing."""
+    request = services.intake.prepared(TicketRequest(
+        workspace_id=ws.id, customer=Person(values["name"], values["email"]),  # type: ignore[arg-type]
+        subject=values["subject"], description=values["description"], channel="portal",
+        type=values["type"], files=files, workspace=ws))
+
     def work(s):
-        ticket = services.intake.open_ticket(s, TicketRequest(
-            workspace_id=ws.id, customer=Person(values["name"], values["email"]),  # type: ignore[arg-type]
-            subject=values["subject"], description=values["description"], channel="portal",
-            type=values["type"], files=files, workspace=ws))
+        ticket = services.intake.open_ticket(s, request)
         if valid_session(values["dsid"]):
             log_event(s, ws.id, values["dsid"], "submitted")  # type: ignore[arg-type]
         return ticket, services.mailer.tracking_url(ws, ticket, values["email"])

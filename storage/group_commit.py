@@ -46,7 +46,7 @@ class GroupCommit:
     what fn returned, once its transaction has committed, or raises what fn raised."""
 
     def __init__(self, tx: Callable[[], AbstractContextManager[Session]],
-                 turn: Callable[[], AbstractContextManager], most: int = 16) -> None:
+                 turn: Callable[[], AbstractContextManager], most: int = 8) -> None:
         self._tx = tx
         self._turn = turn
         self.most = most  # works in one transaction at the most: it bounds a batch's time

@@ -117,3 +117,19 @@ def test_embedded_form_from_our_own_origin_works_without_the_cookie(services):
     forged = c.post("/portal/acme/submit?embed=1", data=fields, files=[("x", ("", b""))],
                     headers={"Origin": "http://evil.test", "Sec-Fetch-Site": "cross-site"})
     assert forged.status_code == 403
+
+
+def test_a_submission_is_scored_as_its_words_read(services):
+    """Its sentiment is scored before the submission waits for the database, as mail's is
+    inside it: the same text reads the same either way."""
+    from gateway.sentiment import sentiment
+
+    c = client(services)
+    submit(c, {"subject": "Furious:   nothing works", "description": "This is awful, terrible "
+                                                                  "service. I hate it."})
+    submit(c, {"subject": "Thanks!", "description": "Great help, I love it."})
+    with services.store.read() as s:
+        scores = {t.subject: t.sentiment for t in s.exec(select(Ticket))}
+    angry = sentiment("Furious: nothing works", "This is awful, terrible service. I hate it.")
+    assert scores["Furious: nothing works"] == angry < 0
+    assert scores["Thanks!"] > 0
