@@ -17,6 +17,7 @@ import uvicorn
 
 from gateway.config import Settings
 from gateway.demo import seed_demo
+from gateway.heap import freeze_start_up
 from gateway.inbound.receive import ReceiveHandler, smtp_factory
 from gateway.inbound.spool import Spool
 from gateway.services import build_services
@@ -103,6 +104,7 @@ async def serve(settings: Settings, *, demo: bool = False, worker: bool = True) 
     else:
         log.info("HTTP listening on http://%s:%s (public URL %s)", settings.host,
                  settings.http_port, settings.public_url)
+        freeze_start_up()
     if background:
         log.info("outbound mail: %s", settings.relay if settings.relay
                  else f"written to {settings.sent_dir}")

@@ -16,6 +16,7 @@ import signal
 import sqlalchemy.exc
 
 from gateway.config import Settings
+from gateway.heap import freeze_start_up
 from gateway.inbound.imap import ImapPollers
 from gateway.inbound.processor import Processor
 from gateway.inbound.spool import Spool
@@ -66,6 +67,7 @@ async def work(settings: Settings) -> None:
     spool = Spool(services.store, services.blobs)
     background = Background(services, spool, rescan=0.2)  # new mail is found by polling
     tasks = background.tasks(stop)
+    freeze_start_up()
     log.info("worker started: inbound mail, outbox (%s), IMAP inboxes", settings.relay
              or f"written to {settings.sent_dir}")
     await stop.wait()
