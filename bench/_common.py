@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import time
@@ -26,6 +27,17 @@ def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 
             return
         time.sleep(0.05)
     raise SystemExit(f"nothing listening on port {port} after {timeout} s")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU the processes have used so far (Linux /proc): a server's cost per
+    request is steadier than its rate on a shared machine whose speed swings."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager

@@ -10,7 +10,9 @@ with the same loopback load: N keep-alive HTTP/1.1 connections, one request in f
 for a fixed time (bounded load, not a flood). Then submissions once more, paced: offered at
 --rate per second whatever the answers, latency counted from when each was due. Prints
 requests/second, p50 and p99 for each, and each figure as a ratio to both bare pages measured
-in the same run. Nothing is asserted.
+in the same run, and the CPU the server's processes used per request (a submission's
+including the delivery of the mail it queued): steadier than a rate on a shared machine.
+Nothing is asserted.
 
 With one request in flight on each of 16 connections, the mean latency is 16 / throughput
 (Little's law): a closed-loop run at 300/s cannot show a p99 under 53 ms, whatever the
@@ -34,7 +36,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
-from _common import free_port, wait_port  # noqa: E402  (bench/_common.py)
+from _common import cpu_seconds, free_port, wait_port  # noqa: E402  (bench/_common.py)
 
 HELLO = """
 from starlette.applications import Starlette
@@ -97,7 +99,7 @@ async def load(ports: list[int], raws: list[bytes], seconds: float, connections:
     await asyncio.gather(*(one() for _ in range(connections)))
     elapsed = time.perf_counter() - t0
     latencies.sort()
-    return {"rps": len(latencies) / elapsed, "errors": errors,
+    return {"rps": len(latencies) / elapsed, "errors": errors, "count": len(latencies),
             "p50": latencies[len(latencies) // 2] * 1000,
             "p99": latencies[int(len(latencies) * 0.99)] * 1000}
 
@@ -134,7 +136,7 @@ async def paced(ports: list[int], raws: list[bytes], seconds: float, connections
     await asyncio.gather(schedule(), *(one() for _ in range(connections)))
     elapsed = time.perf_counter() - t0
     latencies.sort()
-    return {"rps": len(latencies) / elapsed, "errors": errors,
+    return {"rps": len(latencies) / elapsed, "errors": errors, "count": len(latencies),
             "p50": latencies[len(latencies) // 2] * 1000,
             "p99": latencies[int(len(latencies) * 0.99)] * 1000}
 
@@ -199,9 +201,12 @@ def main() -> None:
         # The baseline runs on the HTTP parser `serve` uses (httptools); the same page on
         # uvicorn's pure-Python h11 is printed too: the issue's orientation figure (about
         # 11,000 req/s) is of that stack, which serves a third of what httptools does.
+        servers: dict[str, list[int]] = {"hello": [], "h11": [], "gateway": []}  # their pids
         for hello, h11 in zip(hello_ports, h11_ports, strict=True):
             procs.append(subprocess.Popen([sys.executable, "-c", HELLO, str(hello), "httptools"]))
+            servers["hello"].append(procs[-1].pid)
             procs.append(subprocess.Popen([sys.executable, "-c", HELLO, str(h11), "h11"]))
+            servers["h11"].append(procs[-1].pid)
         env = {k: v for k, v in os.environ.items() if not k.startswith("WORKESTRA_")}
         env.update(WORKESTRA_DATA_DIR=f"{tmp}/data", WORKESTRA_LIMIT_SUBMIT="1000000/hour",
                    WORKESTRA_PUBLIC_URL=f"http://127.0.0.1:{http_ports[0]}")
@@ -226,6 +231,7 @@ def main() -> None:
                 procs.append(subprocess.Popen(
                     [sys.executable, "-m", "gateway", "worker"], cwd=ROOT, env=env,
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            servers["gateway"] = [p.pid for p in procs[len(servers["hello"]) * 2:]]
             for port in [*hello_ports, *h11_ports, *http_ports]:
                 wait_port(port)
             form = _raw("POST", "/form", hello_ports[0], body=b"a=1&b=2",
@@ -233,18 +239,25 @@ def main() -> None:
             submit_get, submit_posts, tracking = asyncio.run(prepare(http_ports[0]))
             # Submissions last: each queues mail that the outbox goes on delivering after
             # the run, which would weigh on whatever ran next.
-            runs = [("bare page", hello_ports, [_raw("GET", "/", hello_ports[0])]),
-                    ("bare page, h11", h11_ports, [_raw("GET", "/", h11_ports[0])]),
-                    ("bare form POST", hello_ports, [form]),
-                    ("submit page", http_ports, [submit_get]),
-                    ("tracking page", http_ports, [tracking]),
-                    ("submission", http_ports, submit_posts)]
+            runs = [("bare page", "hello", hello_ports, [_raw("GET", "/", hello_ports[0])]),
+                    ("bare page, h11", "h11", h11_ports, [_raw("GET", "/", h11_ports[0])]),
+                    ("bare form POST", "hello", hello_ports, [form]),
+                    ("submit page", "gateway", http_ports, [submit_get]),
+                    ("tracking page", "gateway", http_ports, [tracking]),
+                    ("submission", "gateway", http_ports, submit_posts)]
             results = {}
-            for name, ports, raw in runs:
-                results[name] = asyncio.run(load(ports, raw, args.seconds, args.connections))
-            drained = outbox_drained(Path(tmp) / "data" / "workestra.db")
-            results[f"submission, {args.rate:g}/s offered"] = asyncio.run(paced(
+            database = Path(tmp) / "data" / "workestra.db"
+            for name, server, ports, raw in runs:
+                before = cpu_seconds(servers[server])
+                results[name] = r = asyncio.run(load(ports, raw, args.seconds, args.connections))
+                if name == "submission":  # with the delivery of the mail it queued
+                    drained = outbox_drained(database)
+                r["cpu_ms"] = (cpu_seconds(servers[server]) - before) / r["count"] * 1000
+            before = cpu_seconds(servers["gateway"])
+            results[f"submission, {args.rate:g}/s offered"] = r = asyncio.run(paced(
                 http_ports, submit_posts, args.seconds, args.connections, args.rate))
+            outbox_drained(database)
+            r["cpu_ms"] = (cpu_seconds(servers["gateway"]) - before) / r["count"] * 1000
         finally:
             for p in procs:
                 p.terminate()
@@ -258,7 +271,7 @@ def main() -> None:
     for name, r in results.items():
         print(f"{name:26} {r['rps']:6.0f} req/s  p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms"
               f"  {r['rps'] / base:6.1%} of bare page ({r['rps'] / h11:6.1%} of h11's)"
-              f"  errors {r['errors']}")
+              f"  server CPU {r['cpu_ms']:.3f} ms each  errors {r['errors']}")
 
 
 if __name__ == "__main__":
