@@ -11,7 +11,7 @@ If any work of a batch fails, or the commit does, the whole transaction is rolle
 each work runs again in a transaction of its own: a bad submission never spoils another, and
 each caller gets its own outcome only, whatever shared its batch. A work must therefore leave
 nothing behind but its writes to the session, or things that are safe to do twice
-(content-addressed blobs are).
+(content-addressed blobs are), and must not call `run` itself.
 """
 
 from __future__ import annotations
