@@ -166,12 +166,16 @@ def _closed_within(sock: socket.socket, seconds: float) -> bytes | None:
     sock.settimeout(seconds)
     said = b""
     deadline = time.monotonic() + seconds
-    with contextlib.suppress(OSError):
+    try:
         while time.monotonic() < deadline:
             chunk = sock.recv(4096)
             if not chunk:
                 return said
             said += chunk
+    except ConnectionResetError:  # closed with our last bytes unread: the kernel sends a reset
+        return said
+    except OSError:  # still open when the time ran out
+        return None
     return None
 
 
