@@ -216,11 +216,16 @@ def main() -> None:
         env.pop("DATABASE_URL", None)
 
         def serve(i: int) -> subprocess.Popen:
-            return subprocess.Popen(
+            return gateway(
                 [sys.executable, "-m", "gateway", "serve", "--demo",
                  "--smtp-port", str(smtp_ports[i]), "--http-port", str(http_ports[i]),
-                 *(["--no-worker"] if n > 1 else [])],
-                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 *(["--no-worker"] if n > 1 else [])])
+
+        def gateway(argv: list[str]) -> subprocess.Popen:
+            proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            servers["gateway"].append(proc.pid)
+            return proc
 
         try:
             procs.append(serve(0))
@@ -228,10 +233,7 @@ def main() -> None:
             for i in range(1, n):
                 procs.append(serve(i))
             if n > 1:
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "gateway", "worker"], cwd=ROOT, env=env,
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            servers["gateway"] = [p.pid for p in procs[len(servers["hello"]) * 2:]]
+                procs.append(gateway([sys.executable, "-m", "gateway", "worker"]))
             for port in [*hello_ports, *h11_ports, *http_ports]:
                 wait_port(port)
             form = _raw("POST", "/form", hello_ports[0], body=b"a=1&b=2",

@@ -43,7 +43,8 @@ def _queued_together(services, works) -> list:
         first = pool.submit(together.run, slow)
         started.wait(10)
         futures = [pool.submit(together.run, w) for w in works]
-        while together.waiting < len(works):
+        deadline = time.monotonic() + 10
+        while together.waiting < len(works) and time.monotonic() < deadline:
             time.sleep(0.005)
         go.set()
         first.result()
