@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from functools import lru_cache
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,7 +20,9 @@ COOKIE = "wk_csrf"
 FIELD = "csrf_token"
 
 
+@lru_cache(maxsize=4096)
 def _mac(secret: str, nonce: str) -> str:
+    """Kept per browser's cookie: every page with a form computes it again (bench/portal.py)."""
     return hmac.new(secret.encode(), f"csrf:{nonce}".encode(), hashlib.sha256).hexdigest()
 
 

@@ -8,7 +8,6 @@ deployment reports the same totals; request latency is this process's own histog
 from __future__ import annotations
 
 import asyncio
-import time
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -17,7 +16,6 @@ from sqlmodel import select
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from storage.models import InboundMessage, OutboundMessage, Ticket, Workspace
 from storage.store import Store
@@ -67,27 +65,16 @@ class Metrics:
         self.registry.register(StoreCollector(store))
         self.latency = Histogram("workestra_http_request_seconds", "HTTP request latency",
                                  ["method", "route"], registry=self.registry)
+        self._timers: dict[tuple[str, str], Histogram] = {}
 
-
-class LatencyMiddleware:
-    """Times every HTTP request by its route's path template (never the raw path: tokens)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            route = scope.get("route")
-            name = getattr(route, "path", "unmatched")
-            self.metrics.latency.labels(scope["method"], name).observe(
-                time.perf_counter() - start)
+    def timer(self, method: str, route: str) -> Histogram:
+        """The histogram of one method and route, looked up once: `labels` takes a lock and
+        checks its arguments every time. Routes are path templates, so the keys are few."""
+        key = (method, route)
+        timer = self._timers.get(key)
+        if timer is None:
+            timer = self._timers[key] = self.latency.labels(method, route)
+        return timer
 
 
 async def healthz(request: Request) -> Response:
