@@ -110,7 +110,8 @@ def setup(fmt: str = "text", level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # No line names its thread, process or source line: not looking them up for every record
-    # halves what a line costs (the logging HOWTO's "Optimization"; a request line each time).
+    # is part of a third less per line, with the date below (33 -> 21 us; the logging HOWTO's
+    # "Optimization"). Every request writes one.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging._srcfile = None  # type: ignore[attr-defined]
     for noisy in ("alembic", "mail.log", "mailparser"):
