@@ -109,9 +109,9 @@ def setup(fmt: str = "text", level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # No line names its thread, process or source line: not looking them up for every record
-    # is part of a third less per line, with the date below (33 -> 21 us; the logging HOWTO's
-    # "Optimization"). Every request writes one.
+    # No line names its thread, process or source line. Not looking them up for every record,
+    # and writing the date once a second, cut a text line from 33 to 21 us (the logging
+    # HOWTO's "Optimization"). Every request writes one.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging._srcfile = None  # type: ignore[attr-defined]
     for noisy in ("alembic", "mail.log", "mailparser"):
