@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -200,7 +201,8 @@ def _fingerprint(services: Services, ticket_id: int, slug: str) -> page_cache.Fi
     if "\x00" in slug:  # PostgreSQL refuses NUL in a text parameter; no slug has one
         return None
     with services.store.reader.connect() as conn:
-        return page_cache.read(conn, ticket_id, slug)
+        return page_cache.read(conn.connection.driver_connection, conn.dialect,  # type: ignore[arg-type]
+                               ticket_id, slug)
 
 
 async def _fingerprint_now(services: Services, ticket_id: int, slug: str
@@ -209,11 +211,11 @@ async def _fingerprint_now(services: Services, ticket_id: int, slug: str
     read of cached pages costs less than the hop to a worker thread (bench/portal.py: 1,470
     -> 2,450 pages/s). That connection never waits for a lock; if the database is busy, the
     read goes to a thread. On PostgreSQL, a network round trip, it always does."""
-    if not services.store.postgres and "\x00" not in slug:
+    store = services.store
+    if not store.postgres and "\x00" not in slug:
         try:
-            with services.store.quick_read() as conn:
-                return page_cache.read(conn, ticket_id, slug)
-        except OperationalError:
+            return page_cache.read(store.quick_read(), store.engine.dialect, ticket_id, slug)
+        except (OperationalError, sqlite3.OperationalError):
             pass
     return await asyncio.to_thread(_fingerprint, services, ticket_id, slug)
 
