@@ -20,7 +20,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from sqlmodel import Session
@@ -34,6 +34,8 @@ class _Work(Generic[_R]):
     done: bool = False
     result: Any = None
     error: BaseException | None = None
+    # Set once its caller may go on: its work is done, or it is its turn to lead a batch.
+    woken: threading.Event = field(default_factory=threading.Event)
 
     def outcome(self) -> _R:
         if self.error is not None:
@@ -50,7 +52,7 @@ class GroupCommit:
         self._tx = tx
         self._turn = turn
         self.most = most  # works in one transaction at the most: it bounds a batch's time
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._queued: deque[_Work] = deque()
         self._leading = False  # a thread is gathering or running a batch
         self.batches = 0  # transactions committed with more than one work (for tests, metrics)
@@ -58,24 +60,29 @@ class GroupCommit:
     @property
     def waiting(self) -> int:
         """Works queued for the next transaction."""
-        with self._cond:
+        with self._lock:
             return len(self._queued)
 
     def run(self, fn: Callable[[Session], _R]) -> _R:
         work = _Work(fn)
-        with self._cond:
-            self._queued.append(work)
-            while self._leading and not work.done:
-                self._cond.wait()
+        with self._lock:
+            lead = not self._leading
+            if lead:
+                self._leading = True
+            else:
+                self._queued.append(work)
+        if not lead:
+            # Each waiter is woken once, by name: waking them all for every batch (one
+            # Condition) cost a context switch per waiting thread per batch.
+            work.woken.wait()
             if work.done:
                 return work.outcome()
-            self._leading = True
-            self._queued.remove(work)
+            # Not done: the last leader handed this thread the lead (`_leading` stayed set).
         batch = [work]
         try:
             # While this thread waits for the database, more works queue up behind it.
             with self._turn():
-                with self._cond:
+                with self._lock:
                     while self._queued and len(batch) < self.most:
                         batch.append(self._queued.popleft())
                 self._run(batch)
@@ -85,9 +92,13 @@ class GroupCommit:
                     w.error, w.done = e, True
             raise
         finally:
-            with self._cond:
-                self._leading = False
-                self._cond.notify_all()  # results are in; one of the queued leads next
+            for w in batch[1:]:
+                w.woken.set()  # its result is in
+            with self._lock:
+                if self._queued:
+                    self._queued.popleft().woken.set()  # the oldest waiter leads next
+                else:
+                    self._leading = False
         return work.outcome()
 
     def _run(self, batch: list[_Work]) -> None:
