@@ -1,4 +1,10 @@
-"""`workestra workspaces add` / `agents add|password|list|key`, run as real subprocesses."""
+"""`workestra workspaces add` / `agents add|password|list|key`.
+
+Each test runs the step whose point is the process boundary as a real subprocess (the key on
+the last line of a real stdout, a password through a real stdin pipe, the exit status a shell
+sees); the other steps call the same `main()` in this process, with stdin, stdout and stderr
+captured, which spares a Python start and the imports for each.
+"""
 
 from __future__ import annotations
 
@@ -43,10 +49,31 @@ def cli_env(tmp_path, database_url) -> dict[str, str]:
     return env
 
 
-def test_workspace_and_agent_from_the_cli_and_the_key_opens_the_api(tmp_path, cli_env):
-    done = workestra(cli_env, "workspaces", "add", "globex", "--name", "Globex",
-                     "--address", "Support@Globex.test")
+@pytest.fixture
+def here(cli_env, monkeypatch, capsys):
+    """`workestra ARGS` in this process: the same argparse `register` and commands, on the
+    same environment as the subprocesses get; returns what a subprocess run would."""
+    for name in list(os.environ):
+        if name.startswith("WORKESTRA_"):
+            monkeypatch.delenv(name)
+    for name, value in cli_env.items():
+        if name.startswith(("WORKESTRA_", "DATABASE_")):
+            monkeypatch.setenv(name, value)
+
+    def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))  # a pipe, not a terminal
+        code = accounts_cli.main(list(args))
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out, err)
+    return run
+
+
+def test_workspace_and_agent_from_the_cli_and_the_key_opens_the_api(tmp_path, cli_env, here):
+    done = here("workspaces", "add", "globex", "--name", "Globex",
+                "--address", "Support@Globex.test")
     assert done.returncode == 0, done.stderr
+    # a real process: a script takes the key with `tail -n 1` of its stdout
     done = workestra(cli_env, "agents", "add", "globex", "--name", "Gina Agent",
                      "--email", "Gina@globex.test")
     assert done.returncode == 0, done.stderr
@@ -67,7 +94,8 @@ def test_workspace_and_agent_from_the_cli_and_the_key_opens_the_api(tmp_path, cl
         assert me.status_code == 200 and me.json()["email"] == "gina@globex.test"
         assert me.json()["workspace"] == "globex"
 
-        rotated = workestra(cli_env, "agents", "key", "globex", "gina@globex.test")
+        rotated = here("agents", "key", "globex", "gina@globex.test")
+        assert rotated.returncode == 0, rotated.stderr
         new_key = rotated.stdout.splitlines()[-1]
         assert client.get("/api/agent/me", headers={
             "Authorization": f"Bearer {key}"}).status_code == 401
@@ -76,18 +104,19 @@ def test_workspace_and_agent_from_the_cli_and_the_key_opens_the_api(tmp_path, cl
     finally:
         svc.close()
 
-    listed = workestra(cli_env, "agents", "list", "globex")
+    listed = here("agents", "list", "globex")
     assert "gina@globex.test" in listed.stdout and "available" in listed.stdout
     assert "no password" in listed.stdout
 
 
-def test_password_is_read_from_stdin_and_stored_as_scrypt(tmp_path, cli_env):
-    workestra(cli_env, "workspaces", "add", "globex", "--name", "Globex",
-              "--address", "support@globex.test")
-    workestra(cli_env, "agents", "add", "globex", "--name", "Gina", "--email", "gina@globex.test")
-    short = workestra(cli_env, "agents", "password", "globex", "gina@globex.test",
-                      stdin="short\n")
+def test_password_is_read_from_stdin_and_stored_as_scrypt(tmp_path, cli_env, here):
+    assert here("workspaces", "add", "globex", "--name", "Globex",
+                "--address", "support@globex.test").returncode == 0
+    assert here("agents", "add", "globex", "--name", "Gina",
+                "--email", "gina@globex.test").returncode == 0
+    short = here("agents", "password", "globex", "gina@globex.test", stdin="short\n")
     assert short.returncode == 1 and "at least 8" in short.stderr
+    # a real process, the password through a real pipe on its stdin
     done = workestra(cli_env, "agents", "password", "globex", "gina@globex.test",
                      stdin="correct horse battery\n")
     assert done.returncode == 0, done.stderr
@@ -102,15 +131,16 @@ def test_password_is_read_from_stdin_and_stored_as_scrypt(tmp_path, cli_env):
         assert not verify_password("correct horse battery!", agent.password_hash)
     finally:
         svc.close()
-    assert "\tpassword" in workestra(cli_env, "agents", "list", "globex").stdout
+    assert "\tpassword" in here("agents", "list", "globex").stdout
 
 
-def test_mistakes_get_one_line_and_exit_1(cli_env, monkeypatch, capsys):
-    for name, value in cli_env.items():
-        if name.startswith(("WORKESTRA_", "DATABASE_")):
-            monkeypatch.setenv(name, value)
-    ok = workestra(cli_env, "workspaces", "add", "globex", "--name", "Globex",
-                   "--address", "support@globex.test")
+def test_mistakes_get_one_line_and_exit_1(cli_env, here):
+    # a real process first, for the exit status a shell sees (on a fresh data directory)
+    done = workestra(cli_env, "agents", "add", "globex", "--name", "N", "--email", "n@x.test")
+    assert done.returncode == 1 and done.stdout == "", done
+    assert "no workspace" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    ok = here("workspaces", "add", "globex", "--name", "Globex",
+              "--address", "support@globex.test")
     assert ok.returncode == 0
     cases = [
         (("workspaces", "add", "globex", "--name", "G", "--address", "x@globex2.test"),
@@ -123,11 +153,12 @@ def test_mistakes_get_one_line_and_exit_1(cli_env, monkeypatch, capsys):
          "not an email"),
         (("agents", "password", "globex", "ghost@globex.test"), "no agent"),
     ]
-    workestra(cli_env, "agents", "add", "globex", "--name", "Gina", "--email", "gina@globex.test")
+    assert here("agents", "add", "globex", "--name", "Gina",
+                "--email", "gina@globex.test").returncode == 0
     cases.append((("agents", "add", "globex", "--name", "G", "--email", "GINA@globex.test"),
                   "exists already"))
-    monkeypatch.setattr("sys.stdin", io.StringIO("a-long-enough-password\n"))
     for args, message in cases:  # in-process: the same main(), without a process start each
-        assert accounts_cli.main(list(args)) == 1, args
-        err = capsys.readouterr().err
-        assert message in err and len(err.strip().splitlines()) == 1, (args, err)
+        done = here(*args, stdin="a-long-enough-password\n")
+        assert done.returncode == 1, args
+        assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, (
+            args, done.stderr)

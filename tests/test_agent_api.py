@@ -4,11 +4,12 @@ against the running gateway: an agent made with the CLI works a mailed ticket to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import io
+import os
 import re
-import subprocess
 import zipfile
 
 import httpx
@@ -19,7 +20,7 @@ from gateway.credentials import hash_api_key
 from gateway.services import Services
 from portal.app import create_app
 from storage.models import Agent, CSATRating, KBArticle, Notification, Ticket, Workspace
-from tests.conftest import ROOT, customer_mail, start_gateway, stop_gateway
+from tests.conftest import customer_mail, start_gateway, stop_gateway
 from tests.test_pipeline import deliver
 
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00"
@@ -508,16 +509,23 @@ def test_openapi_describes_exactly_the_routes(services, two):
 # -- the running gateway: CLI agent, mail in, API reply and resolve, mail out ------------------
 
 def test_cli_agent_works_a_mailed_ticket_through_the_running_gateway(tmp_path, database_url,
-                                                                        sink):
-    from tests.test_accounts_cli import _command
+                                                                        sink, monkeypatch):
+    from gateway import accounts_cli
 
     running = start_gateway(tmp_path, database_url, sink.port)
     try:
-        added = subprocess.run([*_command(), "agents", "add", "acme", "--name", "Robin Agent",
-                                "--email", "robin@acme.test"], env=running.env, cwd=ROOT,
-                               capture_output=True, text=True, timeout=60)
-        assert added.returncode == 0, added.stderr
-        key = added.stdout.splitlines()[-1]
+        # `workestra agents add` on the gateway's environment, while it runs: the command's own
+        # main() in this process (tests/test_accounts_cli.py runs it as a real process)
+        for name in list(os.environ):
+            if name.startswith("WORKESTRA_"):
+                monkeypatch.delenv(name)
+        for name, value in running.env.items():
+            if name.startswith(("WORKESTRA_", "DATABASE_")):
+                monkeypatch.setenv(name, value)
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            assert accounts_cli.main(["agents", "add", "acme", "--name", "Robin Agent",
+                                      "--email", "robin@acme.test"]) == 0
+        key = out.getvalue().splitlines()[-1]
         api = httpx.Client(base_url=running.base_url, timeout=30,
                            headers={"Authorization": f"Bearer {key}"})
         customer = customer_mail("VPN drops every hour", "Since Monday the VPN disconnects.")

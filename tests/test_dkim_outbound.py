@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import re
 import subprocess
 import sys
@@ -61,20 +64,30 @@ def test_generated_key_signs_the_next_confirmation_over_smtp(gateway, sink):
                            dnsfunc=zone_with(name, txt))
 
 
-def test_generate_twice_keeps_the_key_unless_rotated(tmp_path, services):
-    from gateway.cli import main
+def test_generate_twice_keeps_the_key_unless_rotated(tmp_path, services, monkeypatch):
+    from gateway.cli import build_parser, main
 
     env_dir = str(services.settings.data_dir)
-    runs = []
-    for extra in ([], [], ["--rotate"]):
-        proc = subprocess.run(
-            [sys.executable, "-m", "gateway", "dkim", "generate", "acme", "--selector", "s1",
-             "--data-dir", env_dir, *extra],
-            env={"DATABASE_URL": services.settings.database_url, "PATH": "/usr/bin:/bin",
-                 "WORKESTRA_SECRET_KEY": services.settings.secret_key},
-            capture_output=True, text=True, timeout=60)
-        assert proc.returncode == 0, proc.stderr
-        runs.append(published(proc.stdout)[1])
+    env = {"DATABASE_URL": services.settings.database_url,
+           "WORKESTRA_SECRET_KEY": services.settings.secret_key}
+    args = ["dkim", "generate", "acme", "--selector", "s1", "--data-dir", env_dir]
+    # the first as a real `workestra` process, on nothing but this environment
+    proc = subprocess.run([sys.executable, "-m", "gateway", *args],
+                          env={**env, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    runs = [published(proc.stdout)[1]]
+    # again, and rotated: the same parser and command in this process, on the same environment
+    for name in list(os.environ):
+        if name.startswith("WORKESTRA_"):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for extra in ([], ["--rotate"]):
+        parsed = build_parser().parse_args([*args, *extra])
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            assert parsed.func(parsed) == 0
+        runs.append(published(out.getvalue())[1])
     assert runs[0] == runs[1] != runs[2]
     assert main(["dkim", "generate", "nope", "--data-dir", env_dir]) == 1
 

@@ -20,6 +20,9 @@ from tests.conftest import customer_mail
 from tests.dovecot import PASSWORD, USER, CuttingProxy, Dovecot, dovecot
 
 FAST = {"backoff": (0.2, 1.0), "poll_interval": 3600.0, "timeout": 10.0}
+# For the tests that sit through several failed attempts: the same doubling, from 50 ms up to
+# 200 ms between attempts (the production default is 1 s doubling up to 300 s)
+QUICK_BACKOFF = (0.05, 0.2)
 
 
 def raw_mail(subject: str, *, sender: str = "jane@customer.test", pad: int = 0,
@@ -255,7 +258,7 @@ def test_server_restart_is_survived_with_backoff(services):
         inbox_id = new_inbox(services, server)
 
         async def scenario() -> None:
-            async with Running(services, inbox_id) as run:
+            async with Running(services, inbox_id, backoff=QUICK_BACKOFF) as run:
                 await run.idle()
                 await asyncio.to_thread(server.stop, crash=True)  # no BYE, no FIN handshake
                 await until(lambda: run.poller.failures >= 3, "several failed reconnects")
@@ -280,7 +283,7 @@ def test_wrong_password_is_recorded_and_retried_until_fixed(services):
         inbox_id = new_inbox(services, server, password="not the password")
 
         async def scenario() -> None:
-            async with Running(services, inbox_id) as run:
+            async with Running(services, inbox_id, backoff=QUICK_BACKOFF) as run:
                 error = await until(lambda: inbox_row(services, inbox_id).last_error,
                                     "the error to be recorded")
                 assert f"login as {USER} on 127.0.0.1:{server.port} refused" in error

@@ -125,13 +125,19 @@ def _big_png(size: int) -> bytes:
     return (PNG[:33] + b"\x00" * (size - len(PNG))) + PNG[33:]
 
 
-def _slow_uploads(context, pg, bytes_per_second: int) -> None:
-    """Chromium's own network throttling, so a loopback upload lasts long enough to watch."""
+def _slow_uploads(context, pg, bytes_per_second: int):
+    """Chromium's own network throttling, so a loopback upload lasts long enough to watch.
+    Returns a function that lifts it again, so the rest goes at loopback speed once the
+    progress has been seen."""
     cdp = context.new_cdp_session(pg)
     cdp.send("Network.enable")
-    cdp.send("Network.emulateNetworkConditions", {
-        "offline": False, "latency": 0, "downloadThroughput": -1,
-        "uploadThroughput": bytes_per_second})
+
+    def throttle(rate: int) -> None:
+        cdp.send("Network.emulateNetworkConditions", {
+            "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": rate})
+
+    throttle(bytes_per_second)
+    return lambda: throttle(-1)
 
 
 def _spoken_progress(status, timeout: float = 10) -> int:
@@ -172,7 +178,9 @@ def test_upload_progress_then_the_page_the_post_would_show(gw, browser, tmp_path
             pg = context.new_page()
             pg.goto(f"{gw.base_url}/portal/acme/submit")
             _fill_request(pg, _file(tmp_path, f"crash-{scheme}.png", big))
-            _slow_uploads(context, pg, 1_500_000)  # about 2 s for 3 MB
+            # 3 MB at 500 kB/s would take 6 s: the page speaks a percentage after 0.5 s, well
+            # before the end; once it has, the throttle is lifted
+            unthrottle = _slow_uploads(context, pg, 500_000)
             pg.get_by_role("button", name="Submit request").click()
             bar = pg.get_by_role("progressbar", name="Upload progress")
             bar.wait_for()
@@ -181,6 +189,7 @@ def test_upload_progress_then_the_page_the_post_would_show(gw, browser, tmp_path
             assert said <= float(bar.get_attribute("value") or 0)  # the bar moved too
             assert pg.get_by_role("button", name="Submit request").is_disabled()
             pg.screenshot(path=str(tmp_path / f"upload-progress-{scheme}.png"), full_page=True)
+            unthrottle()
             pg.get_by_text("Thank you, we received your request").wait_for(timeout=20_000)
             reference = "TKT-0001" if scheme == "light" else "TKT-0002"
             assert pg.get_by_text(reference).is_visible()
@@ -272,6 +281,8 @@ def test_files_the_server_would_refuse_are_named_before_sending(gw, browser, tmp
     """An 11 MB file is named next to the field in the server's sentence, with nothing sent and
     nothing typed lost; taking it away clears the error and the form goes. Type and count
     rules hold on the tracking page's reply form too."""
+    from playwright.sync_api import expect
+
     huge = _file(tmp_path, "huge.png", _big_png(11 * 1024 * 1024))
     for scheme in ("light", "dark"):
         context = browser.new_context(color_scheme=scheme)
@@ -294,7 +305,9 @@ def test_files_the_server_would_refuse_are_named_before_sending(gw, browser, tmp
             # inside the field, as the server places it
             assert pg.locator(".field", has=files).locator("#attachments-error").count() == 1
             pg.get_by_role("button", name="Submit request").click()
-            pg.wait_for_timeout(300)
+            # the script's submit handler ran and stopped the post: it hands the focus back to
+            # the field (it does so only when it prevents the post)
+            expect(files).to_be_focused()
             assert sent == []
             assert pg.get_by_role("progressbar").count() == 0
             assert error.is_visible()
@@ -305,6 +318,7 @@ def test_files_the_server_would_refuse_are_named_before_sending(gw, browser, tmp
             assert error.count() == 0
             assert files.get_attribute("aria-describedby") == "attachments-hint"
             assert files.get_attribute("aria-invalid") is None
+            assert sent == []  # still nothing, all the while since the refused click
             pg.get_by_role("button", name="Submit request").click()
             pg.get_by_text("Thank you, we received your request").wait_for()
             assert any(r.startswith("POST ") and r.endswith("/portal/acme/submit") for r in sent)
@@ -332,15 +346,17 @@ def test_files_the_server_would_refuse_are_named_before_sending(gw, browser, tmp
         pg.wait_for_url(re.compile(r"/portal/acme/tickets/TKT-0003$"))
         pg.get_by_label("Your reply").fill("A program and a page.")
         sent = _requests(pg)
-        pg.get_by_role("button", name=re.compile("^Attachments")).set_input_files(
+        files = pg.get_by_role("button", name=re.compile("^Attachments"))
+        files.set_input_files(
             [_file(tmp_path, "tool.exe", b"MZ"), _file(tmp_path, "notes.rtf", b"{\\rtf1}")])
         pg.get_by_role("button", name="Send reply").click()
-        pg.wait_for_timeout(300)
+        expect(files).to_be_focused()  # the submit handler ran and stopped the post
         assert sent == []
         assert pg.locator("#attachments-error").inner_text() == (
             "tool.exe: programs and scripts cannot be attached. notes.rtf: files ending .rtf "
             "are not accepted; allowed: csv, doc, docx, gif, jpeg, jpg, pdf, png, svg, txt, "
             "webp, xls, xlsx")
         assert pg.get_by_label("Your reply").input_value() == "A program and a page."
+        assert sent == []  # still nothing
     finally:
         context.close()

@@ -4,6 +4,7 @@ recipient floods, size declarations and slow or silent connections."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import smtplib
 import socket
 import threading
@@ -127,6 +128,8 @@ class _Loris(threading.Thread):
         super().__init__(daemon=True)
         self.port, self.payload, self.every, self.stop = port, payload, every, stop
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.greeted = self.sock.recv(1024).startswith(b"220")  # the server has taken it on
+        self.dribbling = threading.Event()  # set once its first byte is out
 
     def run(self) -> None:
         with contextlib.suppress(OSError):
@@ -134,6 +137,7 @@ class _Loris(threading.Thread):
                 if self.stop.wait(self.every):
                     break
                 self.sock.sendall(bytes([byte]))
+                self.dribbling.set()
             self.stop.wait()
         self.sock.close()
 
@@ -146,7 +150,10 @@ def test_silent_and_dribbling_clients_do_not_hold_up_a_normal_sender(gateway, si
     for t in lorises:
         t.start()
     try:
-        time.sleep(2.0)  # they are all connected and dribbling
+        assert all(t.greeted for t in lorises)  # all connected, each holding a session
+        for t in lorises:
+            if t.payload:  # and the dribblers are each in the middle of a command
+                assert t.dribbling.wait(10)
         started = time.monotonic()
         with smtplib.SMTP("127.0.0.1", gateway.smtp_port, timeout=15) as s:
             code, _ = s.ehlo("fast.test")
@@ -179,18 +186,35 @@ def _closed_within(sock: socket.socket, seconds: float) -> bytes | None:
     return None
 
 
+def _dribble_until_closed(sock: socket.socket, every: float, seconds: float) -> bytes | None:
+    """One byte of a command that never ends (no line end ever comes) every `every` seconds;
+    what the server said before it closed, or None if it was still open after `seconds`."""
+    said = b""
+    deadline = time.monotonic() + seconds
+    for byte in itertools.cycle(b"EHLO slow.client.test "):
+        if time.monotonic() >= deadline:
+            return None
+        try:
+            sock.sendall(bytes([byte]))
+        except OSError:  # closed (and reset) since the last byte
+            return said
+        heard = _closed_within(sock, every)
+        if heard is not None:
+            return said + heard
+    return None
+
+
 def test_idle_and_dribbling_connections_are_closed_by_the_timeout(tmp_path, database_url, sink):
-    running = start_gateway(tmp_path, database_url, sink.port, {"WORKESTRA_SMTP_TIMEOUT": "3"})
+    running = start_gateway(tmp_path, database_url, sink.port, {"WORKESTRA_SMTP_TIMEOUT": "1"})
     try:
         idle = socket.create_connection(("127.0.0.1", running.smtp_port), timeout=10)
         assert idle.recv(1024).startswith(b"220")
         slow = socket.create_connection(("127.0.0.1", running.smtp_port), timeout=10)
         assert slow.recv(1024).startswith(b"220")
-        for byte in b"EHLO sl":  # a command that never ends resets nothing
-            slow.sendall(bytes([byte]))
-            time.sleep(0.5)
-        said_idle = _closed_within(idle, 5)  # both are past 3 s of silence by now
-        said_slow = _closed_within(slow, 3)
+        # a command that never ends resets nothing: with a byte every 0.25 s, far inside the
+        # 1 s timeout, the server still hangs up while the bytes keep coming
+        said_slow = _dribble_until_closed(slow, 0.25, 10)
+        said_idle = _closed_within(idle, 5)  # past 1 s of silence by now
         assert said_idle is not None  # hung up on (aiosmtpd closes without a 421)
         assert said_slow is not None and b"250" not in said_slow
     finally:

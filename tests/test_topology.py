@@ -31,9 +31,11 @@ def test_two_front_ends_and_a_worker_share_one_database_and_one_redis(tmp_path, 
                                                                      sink):
     env = redis_env()
     a = start_gateway(tmp_path, postgres_url, sink.port, env, args=("--no-worker",))
-    b = start_gateway(tmp_path, postgres_url, sink.port, env, args=("--no-worker",))
-    worker = start_worker(a)
+    worker = start_worker(a)  # it starts up while the second front end does
+    b = None
     try:
+        b = start_gateway(tmp_path, postgres_url, sink.port, env, args=("--no-worker",))
+
         def stream(front, start: int) -> None:
             for i in range(start, start + 10):
                 front.send(customer_mail(f"Request {i}", "Hello.", sender=f"c{i}@customer.test"),
@@ -65,7 +67,9 @@ def test_two_front_ends_and_a_worker_share_one_database_and_one_redis(tmp_path, 
             assert submit(cb).status_code == 429  # the 11th, wherever it lands
             assert submit(ca).status_code == 429
     finally:
-        worker.terminate()
+        for proc in (worker, *(r.proc for r in (b, a) if r)):  # all wind down at once
+            proc.terminate()
         worker.wait(15)
-        stop_gateway(b)
+        if b:
+            stop_gateway(b)
         stop_gateway(a)
