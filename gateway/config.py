@@ -50,6 +50,7 @@ class Settings:
     http_port: int = 8000
     max_message_size: int = 40 * 1024 * 1024
     outbox_max_attempts: int = 8
+    outbox_backoff: float = 5.0  # seconds before an outbox retry, doubling each time (10 min cap)
     smtp_tls: tuple[str, str] | None = None  # (certificate chain, key) files: offer STARTTLS
     smtp_timeout: float = 300.0  # seconds an SMTP client may stay silent (RFC 5321 4.5.3.2.7)
     auto_mail_per_hour: int = 5
@@ -221,6 +222,14 @@ def load_settings(
             raise SettingError(f"{name}: expected a whole number, got {caps[name]!r}")
     if int(caps["WORKESTRA_SMTP_TIMEOUT"]) < 1:
         raise SettingError("WORKESTRA_SMTP_TIMEOUT: expected seconds (>= 1), got 0")
+    backoff = env.get("WORKESTRA_OUTBOX_BACKOFF", "5")
+    try:
+        outbox_backoff = float(backoff)
+    except ValueError:
+        outbox_backoff = 0.0
+    if not 0 < outbox_backoff <= 600:  # also refuses nan and inf
+        raise SettingError(f"WORKESTRA_OUTBOX_BACKOFF: expected seconds (> 0, <= 600), "
+                           f"got {backoff!r}")
     return Settings(
         data_dir=root,
         database_url=_database_url(env.get("DATABASE_URL"), root),
@@ -236,4 +245,5 @@ def load_settings(
         dkim=_dkim_key(env),
         smtp_tls=_smtp_tls(env),
         smtp_timeout=float(caps["WORKESTRA_SMTP_TIMEOUT"]),
+        outbox_backoff=outbox_backoff,
     )

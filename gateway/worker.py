@@ -44,7 +44,8 @@ class Background:
         self.processor = Processor(services.pipeline, rescan=rescan, yield_to=spool.busy)
         self.outbox = OutboxWorker(services.store, make_transport(settings),
                                    secret=settings.secret_key,
-                                   max_attempts=settings.outbox_max_attempts)
+                                   max_attempts=settings.outbox_max_attempts,
+                                   backoff_base=settings.outbox_backoff)
         services.mailer.on_queued(self.outbox.wake)
         self.imap = ImapPollers(services, self.processor.submit, spool=spool)
 

@@ -17,6 +17,12 @@ def test_default_needs_no_configuration(tmp_path):
     assert again.secret_key == s.secret_key and len(s.secret_key) > 30  # generated once, kept
 
 
+def test_the_outbox_retries_after_five_seconds_unless_told_otherwise(tmp_path):
+    assert load_settings({}, data_dir=str(tmp_path)).outbox_backoff == 5.0
+    told = load_settings({"WORKESTRA_OUTBOX_BACKOFF": "0.5"}, data_dir=str(tmp_path))
+    assert told.outbox_backoff == 0.5
+
+
 def test_flags_win_over_environment(tmp_path):
     env = {"WORKESTRA_DATA_DIR": str(tmp_path / "env"), "WORKESTRA_HTTP_PORT": "9000"}
     s = load_settings(env, data_dir=str(tmp_path / "flag"), http_port=8123)
@@ -35,6 +41,9 @@ def test_postgres_url_uses_psycopg3(tmp_path):
     ({"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"),
     ({"WORKESTRA_PUBLIC_URL": "ftp://x"}, "WORKESTRA_PUBLIC_URL"),
     ({"WORKESTRA_SECRET_KEY": "short"}, "WORKESTRA_SECRET_KEY"),
+    ({"WORKESTRA_OUTBOX_BACKOFF": "soon"}, "WORKESTRA_OUTBOX_BACKOFF"),
+    ({"WORKESTRA_OUTBOX_BACKOFF": "0"}, "WORKESTRA_OUTBOX_BACKOFF"),
+    ({"WORKESTRA_OUTBOX_BACKOFF": "nan"}, "WORKESTRA_OUTBOX_BACKOFF"),
 ])
 def test_bad_values_name_the_setting(tmp_path, env, name):
     with pytest.raises(SettingError, match=name):

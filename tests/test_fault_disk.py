@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from storage.models import InboundMessage, Ticket
+from storage.models import InboundMessage, OutboundMessage, Ticket
 from tests.conftest import Running, Sink, customer_mail, need_service, start_gateway, stop_gateway
 
 DISK = "64m"  # room for the database, the blobs and a 4 MiB mail once the filler is gone
@@ -120,6 +120,34 @@ def wait_for_one_ticket(running: Running, timeout: float = 30.0
     raise AssertionError("no ticket once space returned: " + running.logs()[-3000:])
 
 
+def wait_for_log(running: Running, line: str, times: int, timeout: float = 30.0) -> None:
+    """Until the gateway's log holds `line` at least `times` times."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if running.logs().count(line) >= times:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{line!r} not logged {times} times: " + running.logs()[-3000:])
+
+
+def wait_outbox_idle(running: Running, timeout: float = 30.0) -> None:
+    """Until nothing is queued in the outbox: all the gateway meant to send has reached the
+    sink (which has each mail before the gateway records it as sent)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        svc = running.services()
+        try:
+            with svc.store.read() as s:
+                queued = list(s.exec(select(OutboundMessage)
+                                     .where(OutboundMessage.state == "queued")))
+        finally:
+            svc.close()
+        if not queued:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"outbox never drained: {queued}" + running.logs()[-3000:])
+
+
 def test_full_disk_never_acknowledges_and_the_retry_becomes_one_ticket(tmp_path, database_url,
                                                                      sink):
     on_sqlite = database_url.startswith("sqlite")
@@ -139,7 +167,9 @@ def test_full_disk_never_acknowledges_and_the_retry_becomes_one_ticket(tmp_path,
                 # Durable in PostgreSQL: 250 is true. The blob store is full, so the message
                 # must wait, undecided (not `failed`), and send nothing yet.
                 assert code == 250, (code, text)
-                time.sleep(4)  # two of the processor's retries (RETRY_AFTER = 2 s)
+                # Tried at once and again after RETRY_AFTER (2 s), both times on a full disk
+                # (what a fixed 4 s wait made sure of: a third try races its end).
+                wait_for_log(running, "store unavailable, retrying later", 2)
                 rows, tickets = stored(running)
                 assert [(r.state, r.outcome) for r in rows] == [("received", None)], rows
                 assert tickets == [] and confirmations(sink) == []
@@ -151,7 +181,9 @@ def test_full_disk_never_acknowledges_and_the_retry_becomes_one_ticket(tmp_path,
             rows, tickets = wait_for_one_ticket(running)
             sink.wait_for(lambda m: SENDER in str(m["To"])
                           and "Disk full order 7781" in str(m["Subject"]))
-            time.sleep(2)  # a second confirmation would be on its way by now
+            # Both copies are decided (wait_for_one_ticket): a second confirmation would be
+            # queued by now, in the same transaction; once the outbox is idle the sink has it.
+            wait_outbox_idle(running)
         finally:
             stop_gateway(running)
 

@@ -18,7 +18,7 @@ from email.message import EmailMessage
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.conftest import customer_mail, free_port, start_gateway, stop_gateway
+from tests.conftest import Running, customer_mail, free_port, start_gateway, stop_gateway
 
 
 class Responders:
@@ -67,18 +67,33 @@ def world():
     controller.stop()
 
 
-def settle(world: Responders, quiet: float = 4.0, limit: float = 90.0) -> None:
-    """Wait until no mail has moved for `quiet` seconds; fail if it never settles."""
+def settle(world: Responders, gateway: Running, quiet: float = 1.0, limit: float = 90.0
+           ) -> None:
+    """Wait until nothing is in flight anywhere, and then no mail moves for `quiet` seconds;
+    fail if it never settles.
+
+    In flight: a responder's answer not yet accepted by the gateway, a message the gateway
+    has not decided, a mail still queued in its outbox. With none of these, nothing is left
+    that could send another mail; `quiet` then checks that nothing does."""
     deadline = time.monotonic() + limit
     last, since = None, time.monotonic()
     while time.monotonic() < deadline:
+        svc = gateway.services()
+        try:
+            rows, outbox = svc.store.inbound_messages(), svc.store.outbox()
+        finally:
+            svc.close()
         with world.lock:
-            now = (dict(world.received), world.answered)
-        if now != last:
+            now = (dict(world.received), world.answered, len(rows), len(outbox))
+            idle = (world.answered == sum(world.received.values())
+                    and len(rows) == 2 + world.answered
+                    and all(r.state == "done" for r in rows)
+                    and all(m.state != "queued" for m in outbox))
+        if now != last or not idle:
             last, since = now, time.monotonic()
         elif time.monotonic() - since >= quiet:
             return
-        time.sleep(0.2)
+        time.sleep(0.1)
     raise AssertionError(f"the mail never stopped flowing: {last}")
 
 
@@ -89,7 +104,7 @@ def test_two_auto_responders_cannot_keep_the_gateway_talking(tmp_path, database_
         for sender in ("polite@away.test", "dumb@away.test"):
             gateway.send(customer_mail("Where is my order?", "Order 1234 is late.",
                                        sender=sender), sender, ["support@acme.test"])
-        settle(world)
+        settle(world, gateway)
         svc = gateway.services()
         try:
             rows = svc.store.inbound_messages()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -48,11 +48,28 @@ def _queue_one(services) -> int:
     return len(services.store.outbox())
 
 
-async def _drain(worker: OutboxWorker, seconds: float) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while asyncio.get_running_loop().time() < deadline:
+async def _drain(worker: OutboxWorker, done: Callable[[], bool], *, linger: float = 0.3,
+                 timeout: float = 20.0) -> None:
+    """Outbox passes until `done()` holds, then `linger` seconds more (several passes, and
+    more than the first 0.1 s backoff step), so that a mail going out twice or a retry that
+    should not happen would show. After `timeout` seconds it gives up and the test's asserts
+    say what is missing."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
         await worker.deliver_due()
+        if done():
+            break
         await asyncio.sleep(0.05)
+    deadline = loop.time() + linger
+    while loop.time() < deadline:
+        await asyncio.sleep(0.05)
+        await worker.deliver_due()
+
+
+def _all_in(services, *states: str) -> Callable[[], bool]:
+    """True once every row of the outbox is in one of `states`."""
+    return lambda: all(r.state in states for r in services.store.outbox())
 
 
 @contextmanager
@@ -76,7 +93,7 @@ def test_temporary_refusals_delay_but_deliver_each_mail_once(services):
     relay = FlakyRelay(refuse=2, code="451 4.3.0 Try again later")
     port = free_port()
     with relay_on(port, relay):
-        asyncio.run(_drain(_worker(services, port), 3.0))
+        asyncio.run(_drain(_worker(services, port), _all_in(services, "sent")))
     rows = services.store.outbox()
     assert [r.state for r in rows] == ["sent"] * queued
     assert len(relay.accepted) == queued  # exactly once each
@@ -98,7 +115,7 @@ def test_permanent_refusal_is_recorded_and_not_retried(services):
     relay = FlakyRelay(refuse=100, code="550 5.1.1 No such user")
     port = free_port()
     with relay_on(port, relay):
-        asyncio.run(_drain(_worker(services, port), 1.0))
+        asyncio.run(_drain(_worker(services, port), _all_in(services, "failed", "sent")))
     rows = services.store.outbox()
     assert [r.state for r in rows] == ["failed"] * queued
     assert all(r.attempts == 1 and "550" in r.last_error for r in rows)
@@ -109,12 +126,14 @@ def test_a_relay_that_is_down_delays_mail_without_losing_it(services):
     queued = _queue_one(services)
     port = free_port()  # nothing listens here yet
     worker = _worker(services, port)
-    asyncio.run(_drain(worker, 0.5))
+    # Until each was tried twice: refused connections are retried, the mail kept queued.
+    asyncio.run(_drain(worker, lambda: all(r.attempts >= 2 or r.state != "queued"
+                                           for r in services.store.outbox()), linger=0))
     rows = services.store.outbox()
-    assert all(r.state == "queued" and r.attempts >= 1 and r.last_error for r in rows)
+    assert all(r.state == "queued" and r.attempts >= 2 and r.last_error for r in rows)
     relay = FlakyRelay(refuse=0, code="")
     with relay_on(port, relay):
-        asyncio.run(_drain(worker, 3.0))
+        asyncio.run(_drain(worker, _all_in(services, "sent", "failed")))
     assert [r.state for r in services.store.outbox()] == ["sent"] * queued
     assert len(relay.accepted) == queued
 
@@ -151,11 +170,11 @@ def test_connections_to_the_relay_are_reused_and_a_dropped_one_is_replaced(servi
 
     async def scenario() -> None:
         with relay_on(port, relay):
-            await _drain(worker, 1.5)
+            await _drain(worker, _all_in(services, "sent", "failed"))
         # The relay restarts: every kept connection is dead. NOOP finds out, not a mail.
         _queue_many(services, 1)
         with relay_on(port, relay):
-            await _drain(worker, 1.5)
+            await _drain(worker, _all_in(services, "sent", "failed"))
             await transport.close()
 
     asyncio.run(scenario())
@@ -170,7 +189,7 @@ def test_without_a_relay_mail_is_written_to_the_sent_folder(services, tmp_path):
     queued = _queue_one(services)
     worker = OutboxWorker(services.store, SentDirectory(tmp_path / "sent"),
                           secret=services.settings.secret_key)
-    asyncio.run(_drain(worker, 0.3))
+    asyncio.run(_drain(worker, _all_in(services, "sent", "failed")))
     files = sorted((tmp_path / "sent").glob("*.eml"))
     assert len(files) == queued
     subjects = {str(email.message_from_bytes(f.read_bytes(), policy=email.policy.default)
@@ -188,7 +207,7 @@ def test_each_attempt_is_recorded_with_what_the_relay_said(services):
     relay = FlakyRelay(refuse=1, code="421 4.7.0 Busy, come back later")
     port = free_port()
     with relay_on(port, relay):
-        asyncio.run(_drain(_worker(services, port), 2.0))
+        asyncio.run(_drain(_worker(services, port), _all_in(services, "sent", "failed")))
     histories = [[(a.result, a.detail) for a in services.store.delivery_attempts(m.id)]
                  for m in services.store.outbox()]
     refused = [h for h in histories if len(h) == 2]  # the one the relay turned away first
@@ -225,7 +244,8 @@ def test_two_workers_on_one_queue_send_each_mail_exactly_once(services):
 
     async def both() -> None:
         a, b = _worker(services, port), _worker(other, port)
-        await asyncio.gather(_drain(a, 4.0), _drain(b, 4.0))
+        done = _all_in(services, "sent", "failed")  # then both keep polling the queue a while
+        await asyncio.gather(_drain(a, done, linger=0.5), _drain(b, done, linger=0.5))
 
     try:
         with relay_on(port, relay):
@@ -283,7 +303,9 @@ def test_starttls_and_login_to_the_relay(services, tmp_path, password, delivered
     def authenticator(server, session, envelope, mechanism, auth_data):
         ok = (auth_data.login, auth_data.password) == (b"bot", b"s3cret")
         logins.append((auth_data.login.decode(), session.ssl is not None))
-        return AuthResult(success=ok)
+        # handled=False: aiosmtpd answers 535 itself (handled=True would leave the client
+        # waiting for an answer until its timeout)
+        return AuthResult(success=ok, handled=False)
 
     queued = _queue_one(services)
     relay = FlakyRelay(refuse=0, code="")
@@ -296,7 +318,9 @@ def test_starttls_and_login_to_the_relay(services, tmp_path, password, delivered
         url = f"smtp+starttls://bot:{password}@127.0.0.1:{port}?ca={cert}"
         worker = OutboxWorker(services.store, SmtpRelay(parse_relay(url), timeout=5),
                               secret=services.settings.secret_key, backoff_base=0.1)
-        asyncio.run(_drain(worker, 1.0))
+        done = (_all_in(services, "sent", "failed") if delivered  # or refused logins, retried:
+                else lambda: all(r.attempts >= 2 for r in services.store.outbox()))
+        asyncio.run(_drain(worker, done))
     finally:
         controller.stop()
     assert logins and all(user == "bot" and over_tls for user, over_tls in logins)
@@ -305,7 +329,7 @@ def test_starttls_and_login_to_the_relay(services, tmp_path, password, delivered
         assert len(relay.accepted) == queued and all(r.state == "sent" for r in rows)
     else:  # a wrong password keeps mail queued for when the setting is fixed
         assert not relay.accepted and all(r.state == "queued" for r in rows)
-        assert all(r.attempts >= 1 and r.last_error for r in rows)
+        assert all(r.attempts >= 2 and "refused our login: 535" in r.last_error for r in rows)
 
 
 def test_mails_handed_to_the_sent_folder_together_are_each_written_or_failed(tmp_path):
