@@ -75,7 +75,7 @@ def read(conn: DBAPIConnection, dialect: Dialect, ticket_id: int, slug: str
     if row is None:
         return None
     # The values themselves are the key: a dictionary compares them in full, so no digest
-    # need be made (a sha256 of their repr was a fifth of the read's interpreter time).
+    # need be made (a sha256 of their repr cost 35k of a kept page's 723k instructions).
     values = tuple(row)
     return Fingerprint(values, values[_NUMBER], values[_TICKET_COLUMNS])
 
