@@ -1,7 +1,7 @@
 """Ingest speed over SMTP: `serve` against null aiosmtpd sinks measured in the same run.
 
     .venv/bin/python bench/ingest.py [--db sqlite|postgres] [--count 2000] [--connections 8]
-                                     [--worker | --accept-only]
+                                     [--worker | --accept-only] [--relay]
 
 The same mixed mail (new tickets, threaded replies, some attachments) goes, one message per
 connection over 8 concurrent connections, to: a null sink (answers 250, keeps nothing), a sink
@@ -10,7 +10,8 @@ Every server runs in its own process, so the client never shares an interpreter 
 Prints messages/second for durable acceptance (every 250 back) and for fully processed mail
 (every row done), their ratios to the sinks, and p50/p99 from the 250 to the ticket or
 comment being visible (the row's processed_at). No figure here is asserted: the ratios are
-what to compare between machines.
+what to compare between machines. With --relay the gateway sends its confirmations to a null
+sink, as a deployment sends to its relay, instead of writing each to a file in DATA_DIR/sent/.
 """
 
 from __future__ import annotations
@@ -160,13 +161,15 @@ def sink(kind: str, folder: Path):
 
 @contextlib.contextmanager
 def gateway(data: Path, database_url: str, separate_worker: bool = False,
-            start_worker: bool = True):
+            start_worker: bool = True, relay: int | None = None):
     """`serve --demo`; with `separate_worker`, `serve --no-worker` and a `workestra worker`
     (unless not `start_worker`: acceptance alone)."""
     smtp_port, http_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKESTRA_")}
     env.update(WORKESTRA_DATA_DIR=str(data), DATABASE_URL=database_url,
                WORKESTRA_SECRET_KEY="bench-secret-key-0123456789")
+    if relay is not None:
+        env["WORKESTRA_SMTP_RELAY"] = f"127.0.0.1:{relay}"
     log = (data.parent / "serve.log").open("ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve", "--demo", "--host", "127.0.0.1",
@@ -224,14 +227,15 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def bench(db: str, count: int, connections: int, pg_url: str, separate_worker: bool,
-          accept_only: bool = False) -> None:
+          accept_only: bool = False, relay: bool = False) -> None:
     mails = make_mails(count)
     ids = [message_id(raw) for _, raw in mails]
     size = sum(len(raw) for _, raw in mails)
     print(f"{count} mails ({size / count / 1024:.1f} KiB mean), {connections} connections, "
           f"one message per connection, {os.cpu_count()} CPUs, database {db}, "
           + ("serve --no-worker, no worker: acceptance alone" if accept_only else
-             "serve --no-worker + worker" if separate_worker else "one serve process"))
+             "serve --no-worker + worker" if separate_worker else "one serve process")
+          + (", its mail to a null SMTP relay" if relay else ", its mail to DATA_DIR/sent/"))
     with tempfile.TemporaryDirectory(prefix="workestra-bench-") as tmp:
         root = Path(tmp)
         rates = {}
@@ -250,8 +254,9 @@ def bench(db: str, count: int, connections: int, pg_url: str, separate_worker: b
                 engine_url = "postgresql+psycopg://" + url.split("://", 1)[1]
             else:
                 url = engine_url = f"sqlite:///{data / 'workestra.db'}"
+            relay_port = stack.enter_context(sink("null", root / "null")) if relay else None
             port = stack.enter_context(gateway(data, url, separate_worker or accept_only,
-                                               start_worker=not accept_only))
+                                               start_worker=not accept_only, relay=relay_port))
             start, end, answered = send_all(port, mails, connections)
             if accept_only:
                 accept = count / (end - start)
@@ -283,6 +288,8 @@ def main() -> None:
                    help="serve --no-worker beside a separate `workestra worker` process")
     p.add_argument("--accept-only", action="store_true",
                    help="serve --no-worker and no worker: acceptance alone, nothing processed")
+    p.add_argument("--relay", action="store_true",
+                   help="send the gateway's mail to a null SMTP sink, not to files")
     p.add_argument("--postgres-url", default=os.environ.get("WORKESTRA_TEST_POSTGRES",
                                                             DEFAULT_PG))
     p.add_argument("--sink", choices=("null", "fsync"), help=argparse.SUPPRESS)
@@ -293,7 +300,7 @@ def main() -> None:
         run_sink(args.sink, args.port, args.folder)
     else:
         bench(args.db, args.count, args.connections, args.postgres_url, args.worker,
-              args.accept_only)
+              args.accept_only, args.relay)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/portal.py [--seconds 5] [--connections 16] [--rate 300]
                                      [--processes N [--redis-url redis://127.0.0.1:6379]]
+                                     [--relay]
 
 Starts `serve --demo` on a fresh data dir (SQLite, submission limit lifted for the run) and a
 minimal Starlette hello-world app under uvicorn twice, on httptools (the HTTP parser `serve`
@@ -12,7 +13,8 @@ for a fixed time (bounded load, not a flood). Then submissions once more, paced:
 requests/second, p50 and p99 for each, and each figure as a ratio to both bare pages measured
 in the same run, and the CPU the server's processes used per request (a submission's
 including the delivery of the mail it queued): steadier than a rate on a shared machine.
-Nothing is asserted.
+Nothing is asserted. With --relay the gateway sends its mail to a null aiosmtpd sink (as a
+deployment sends to its relay) instead of writing each to a new file in DATA_DIR/sent/.
 
 With one request in flight on each of 16 connections, the mean latency is 16 / throughput
 (Little's law): a closed-loop run at 300/s cannot show a p99 under 53 ms, whatever the
@@ -37,6 +39,7 @@ from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
 from _common import cpu_seconds, free_port, wait_port  # noqa: E402  (bench/_common.py)
+from ingest import sink  # noqa: E402  (bench/ingest.py's null aiosmtpd sink)
 
 HELLO = """
 from starlette.applications import Starlette
@@ -192,10 +195,12 @@ def main() -> None:
                          "same SQLite file, rate limits shared in Redis, connections spread "
                          "over them as by a load balancer (and N processes of each bare page)")
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379")
+    ap.add_argument("--relay", action="store_true",
+                    help="deliver the gateway's mail to a null SMTP sink, not to files")
     args = ap.parse_args()
     n = args.processes
     procs: list[subprocess.Popen] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         hello_ports, h11_ports = [free_port() for _ in range(n)], [free_port() for _ in range(n)]
         http_ports, smtp_ports = [free_port() for _ in range(n)], [free_port() for _ in range(n)]
         # The baseline runs on the HTTP parser `serve` uses (httptools); the same page on
@@ -214,6 +219,9 @@ def main() -> None:
             env.update(WORKESTRA_REDIS_URL=args.redis_url,
                        WORKESTRA_REDIS_PREFIX=f"bench-{os.getpid()}-{time.time_ns()}")
         env.pop("DATABASE_URL", None)
+        if args.relay:
+            relay = stack.enter_context(sink("null", Path(tmp)))
+            env["WORKESTRA_SMTP_RELAY"] = f"127.0.0.1:{relay}"
 
         def serve(i: int) -> subprocess.Popen:
             return gateway(
@@ -269,7 +277,8 @@ def main() -> None:
     base, h11 = results["bare page"]["rps"], results["bare page, h11"]["rps"]
     print(f"{args.connections} connections, {args.seconds:g} s each, loopback, {n} process(es) "
           "of each server; the bare page on httptools (as serve) is the baseline, on h11 the "
-          "issue's orientation figure")
+          "issue's orientation figure; mail "
+          + ("to a null SMTP relay" if args.relay else "written to DATA_DIR/sent/"))
     for name, r in results.items():
         print(f"{name:26} {r['rps']:6.0f} req/s  p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms"
               f"  {r['rps'] / base:6.1%} of bare page ({r['rps'] / h11:6.1%} of h11's)"
