@@ -80,6 +80,38 @@ def read(conn: DBAPIConnection, dialect: Dialect, ticket_id: int, slug: str
     return Fingerprint(values, values[_NUMBER], values[_TICKET_COLUMNS])
 
 
+class Unchanged:
+    """Fingerprints read on one SQLite connection, reused while the database is unchanged.
+
+    SQLite's `data_version` moves whenever another connection commits (and the quick-read
+    connection never writes), so while it stands still every fingerprint read since is still
+    the database's: a page viewed again and again costs a pragma (5 us), not the fingerprint's
+    query (22 us, a sixth of a kept page). Used from the event loop only."""
+
+    def __init__(self, most: int = 10_000) -> None:
+        self.most = most  # fingerprints held at the most; a full memo starts again
+        self._conn: DBAPIConnection | None = None
+        self._version: object = None
+        self._known: dict[tuple[int, str], Fingerprint | None] = {}
+
+    def read(self, conn: DBAPIConnection, dialect: Dialect, ticket_id: int, slug: str
+             ) -> Fingerprint | None:
+        """`read(...)`, from memory when nothing was committed since it was last read on
+        `conn`. Versions of two connections do not compare: another connection starts over."""
+        cursor = conn.cursor()
+        try:
+            version = cursor.execute("PRAGMA data_version").fetchone()[0]
+        finally:
+            cursor.close()
+        if conn is not self._conn or version != self._version or len(self._known) >= self.most:
+            self._conn, self._version = conn, version
+            self._known.clear()
+        key = (ticket_id, slug)
+        if key not in self._known:
+            self._known[key] = read(conn, dialect, ticket_id, slug)
+        return self._known[key]
+
+
 class PageCache:
     """Rendered pages by (fingerprint, what else the page depends on), at most `max_bytes` of
     them; the least recently used go first. Used from the event loop only."""
@@ -87,6 +119,7 @@ class PageCache:
     def __init__(self, max_bytes: int = 32 * 1024 * 1024) -> None:
         self.max_bytes = max_bytes
         self.marker = secrets.token_hex(32)  # stands in for the CSRF token in stored pages
+        self.fingerprints = Unchanged()  # read on the store's quick-read connection
         self._pages: OrderedDict[tuple, tuple[bytes, list[tuple[bytes, bytes]]]] = OrderedDict()
         self._bytes = 0
 

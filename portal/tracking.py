@@ -205,8 +205,8 @@ def _fingerprint(services: Services, ticket_id: int, slug: str) -> page_cache.Fi
                                ticket_id, slug)
 
 
-async def _fingerprint_now(services: Services, ticket_id: int, slug: str
-                           ) -> page_cache.Fingerprint | None:
+async def _fingerprint_now(services: Services, cache: page_cache.PageCache, ticket_id: int,
+                           slug: str) -> page_cache.Fingerprint | None:
     """The page's fingerprint. On SQLite it is read right here, on the event loop: one indexed
     read of cached pages costs less than the hop to a worker thread (bench/portal.py: 1,470
     -> 2,450 pages/s). That connection never waits for a lock; if the database is busy, the
@@ -214,7 +214,8 @@ async def _fingerprint_now(services: Services, ticket_id: int, slug: str
     store = services.store
     if not store.postgres and "\x00" not in slug:
         try:
-            return page_cache.read(store.quick_read(), store.engine.dialect, ticket_id, slug)
+            return cache.fingerprints.read(store.quick_read(), store.engine.dialect, ticket_id,
+                                           slug)
         except (OperationalError, sqlite3.OperationalError):
             pass
     return await asyncio.to_thread(_fingerprint, services, ticket_id, slug)
@@ -235,7 +236,7 @@ async def tracking_page(request: Request) -> Response:
     m = REFERENCE.match(ref)
     found = None
     if claim is not None and m is not None:
-        found = await _fingerprint_now(services, claim[0], slug)
+        found = await _fingerprint_now(services, cache, claim[0], slug)
         if found is not None and found.email == claim[1] and found.number == int(m.group(1)):
             kept = cache.get((found.key, *variant))
             if kept is not None:
@@ -249,7 +250,7 @@ async def tracking_page(request: Request) -> Response:
         return _invalid(request, ws, ref, token=False)
     response = await _render(request, ws, view.ticket, sent=sent, view=view)
     if found is not None and response.status_code == 200 and claim is not None:
-        if await _fingerprint_now(services, claim[0], slug) == found:  # unchanged meanwhile
+        if await _fingerprint_now(services, cache, claim[0], slug) == found:  # unchanged meanwhile
             _keep(request, services, cache, response, (found.key, *variant))
     return response
 

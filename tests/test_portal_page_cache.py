@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from contextlib import contextmanager
 
+import pytest
 from sqlalchemy import event
 from sqlmodel import select
 
@@ -157,6 +160,34 @@ def test_a_busy_quick_read_falls_back_to_a_thread(services, monkeypatch):
         monkeypatch.setattr(services.store, "quick_read", busy)
     again = c.get(path)
     assert again.status_code == 200 and again.text == first
+
+
+def test_an_unchanged_database_answers_a_repeat_view_without_the_fingerprint_query(
+        services, monkeypatch):
+    """On SQLite a kept page asks only whether anything was committed since (data_version);
+    a commit from any other connection, here another process's, shows on the next view."""
+    if services.store.postgres:
+        pytest.skip("PostgreSQL reads each fingerprint in a thread: there is no quick read")
+    from portal import page_cache
+
+    c, path = viewed(services)
+    c.get(path)  # kept, and its fingerprint known
+    queries: list[int] = []
+    real = page_cache.read
+
+    def counted(conn, dialect, ticket_id, slug):
+        queries.append(ticket_id)
+        return real(conn, dialect, ticket_id, slug)
+
+    with c:  # one event loop thread for every request, as under uvicorn
+        first = c.get(path).text  # the fingerprint read on this thread's connection
+        monkeypatch.setattr(page_cache, "read", counted)
+        assert c.get(path).text == first and c.get(path).text == first and queries == []
+        subprocess.run([sys.executable, "-c", (
+            "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); "
+            "db.execute(\"UPDATE ticket SET subject = 'Toner everywhere'\"); db.commit()"),
+            services.store.engine.url.database], check=True)
+        assert "Toner everywhere" in c.get(path).text and queries
 
 
 def test_the_cache_keeps_to_its_size_dropping_the_least_recently_used():
