@@ -88,8 +88,10 @@ class Unchanged:
     the database's: a page viewed again and again costs a pragma (5 us), not the fingerprint's
     query (22 us, a sixth of a kept page). Used from the event loop only."""
 
-    def __init__(self, most: int = 10_000) -> None:
-        self.most = most  # fingerprints held at the most; a full memo starts again
+    def __init__(self, most: int = 1_000) -> None:
+        # Fingerprints held at the most (each up to ~10 KB: a ticket's description and
+        # resolution are in it); past that, or on any commit, the memo starts again.
+        self.most = most
         self._conn: DBAPIConnection | None = None
         self._version: object = None
         self._known: dict[tuple[int, str], Fingerprint | None] = {}
@@ -103,11 +105,13 @@ class Unchanged:
             version = cursor.execute("PRAGMA data_version").fetchone()[0]
         finally:
             cursor.close()
-        if conn is not self._conn or version != self._version or len(self._known) >= self.most:
+        if conn is not self._conn or version != self._version:
             self._conn, self._version = conn, version
             self._known.clear()
         key = (ticket_id, slug)
         if key not in self._known:
+            if len(self._known) >= self.most:
+                self._known.clear()
             self._known[key] = read(conn, dialect, ticket_id, slug)
         return self._known[key]
 

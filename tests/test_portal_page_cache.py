@@ -190,6 +190,25 @@ def test_an_unchanged_database_answers_a_repeat_view_without_the_fingerprint_que
         assert "Toner everywhere" in c.get(path).text and queries
 
 
+def test_the_fingerprint_memo_keeps_to_its_size(monkeypatch, tmp_path):
+    """Viewing many tickets with no commit between must not hold every fingerprint."""
+    import sqlite3
+
+    from portal import page_cache
+
+    queries: list[int] = []
+    monkeypatch.setattr(page_cache, "read", lambda conn, dialect, ticket_id, slug: (
+        queries.append(ticket_id), page_cache.Fingerprint((ticket_id,), 1, "a@b.test"))[1])
+    conn = sqlite3.connect(tmp_path / "db.sqlite", isolation_level=None)
+    memo = page_cache.Unchanged(most=2)
+    for ticket_id in (1, 2, 1, 2):
+        memo.read(conn, None, ticket_id, "acme")  # type: ignore[arg-type]
+    assert queries == [1, 2]  # the database unchanged: read once each
+    memo.read(conn, None, 3, "acme")  # type: ignore[arg-type]  # full: it starts again
+    memo.read(conn, None, 1, "acme")  # type: ignore[arg-type]
+    assert queries == [1, 2, 3, 1]
+
+
 def test_the_cache_keeps_to_its_size_dropping_the_least_recently_used():
     from portal.page_cache import PageCache
 
