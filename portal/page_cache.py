@@ -3,7 +3,8 @@
 A customer's page is read far more often than its ticket changes. A kept page is served after
 one small query, the page's fingerprint: the ticket's row, its contact's name and address, the
 workspace's branding, and the count and last id of the ticket's public comments and of its
-files. Comments and files are only ever added, and a held reply that an agent accepts turns
+files; on SQLite, while nothing was committed since it was last read, not even that
+(`Unchanged`). Comments and files are only ever added, and a held reply that an agent accepts turns
 public (the count moves), so any change the page could show changes the fingerprint. What
 differs per visitor, the CSRF token, is kept out of the stored page and put in on the way out.
 A page is only ever stored, and served, after the visitor's signed ticket cookie matched the
