@@ -47,6 +47,13 @@ _GMAIL_DATED = re.compile(r"^\d{4}-\d{2}-\d{2} \d{1,2}:\d{2} GMT[+-]\d{1,2}:\d{2
 _DATE_HINT = re.compile(r"\d{1,4}[./:-]\d{1,2}|\b\d{4}\b|\d{1,2}:\d{2}|@")
 # Gmail in some locales: "2017-11-24 16:32 GMT+01:00 Name <a@b.c>:" with no verb at all.
 _DATED_ADDRESS = re.compile(r"^\d{1,4}[./-]\d{1,2}[./-]\d{1,4}.*<[^<>\s]+@[^<>\s]+>\s*[:：]?\s*$")
+# An attribution that ends with the sender's bracketed address, then a colon, a verb or both:
+# "11:00 AM, November 17, 2021, "John" <j@acme.com>:", Russian Gmail's "ср, 30 апр. 2025 г.
+# в 15:19, John <j@x.com>:", "On <date> John <j@x.com> wrote" with no colon.
+_ADDRESS_END = re.compile(
+    rf"<[^<>\s]+@[^<>\s]+>\s*(?:[:：]|(?:{_WROTE})\s*[:：]?)\s*$", re.IGNORECASE)
+_TIME = re.compile(r"\b\d{1,2}[:.]\d{2}\b")  # a time of day: 15:19, 17.50
+_WHEN = re.compile(rf"{_TIME.pattern}|\b(?:19|20)\d{{2}}\b")  # ... or a year
 
 # Outlook and Thunderbird separators ("-----Original Message-----" and its translations).
 _SEPARATOR = re.compile(
@@ -233,11 +240,17 @@ def _is_attribution(lines: list[str], i: int) -> bool:
     if _GMAIL_DATED.match(first) or _DATED_ADDRESS.match(first):
         return True
     if not (_LEAD_IN.match(first) or "@" in first):
-        return False
+        # Any first word ("pe 20. lokakuuta 2017 klo 17.50 John Coe" / "<j@x.fi> kirjoitti:"),
+        # but then with a time of day on its first line and ended by an address on its second.
+        second = lines[i + 1].strip().lstrip("> ") if i + 1 < len(lines) else ""
+        return bool(_TIME.search(first) and _ADDRESS_END.search(second)
+                    and (_VERB.search(second) or ":" in second))
     block = first
     for j in range(i + 1, min(i + 6, len(lines)) + 1):
         if len(block) > 400:
             return False
+        if _ADDRESS_END.search(block) and _WHEN.search(block):
+            return True
         if re.search(r"[:：]\s*$", block) and (_VERB.search(block) or _DATED_ADDRESS.match(block)):
             return bool(_DATE_HINT.search(block))
         if j >= len(lines):
