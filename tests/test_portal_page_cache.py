@@ -162,12 +162,11 @@ def test_a_busy_quick_read_falls_back_to_a_thread(services, monkeypatch):
     assert again.status_code == 200 and again.text == first
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # PostgreSQL: no quick read
 def test_an_unchanged_database_answers_a_repeat_view_without_the_fingerprint_query(
         services, monkeypatch):
     """On SQLite a kept page asks only whether anything was committed since (data_version);
     a commit from any other connection, here another process's, shows on the next view."""
-    if services.store.postgres:
-        pytest.skip("PostgreSQL reads each fingerprint in a thread: there is no quick read")
     from portal import page_cache
 
     c, path = viewed(services)
