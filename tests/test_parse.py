@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,19 @@ def test_broken_boundary_and_missing_from_are_recorded():
     assert "no From header" in mail.defects and "broken MIME boundary" in mail.defects
 
 
+def test_broken_boundary_with_8bit_text_keeps_the_text():
+    # The re-parse of a multipart whose boundary never occurs must see its raw 8-bit bytes
+    # (get_payload() would have replaced them with U+FFFD and the re-encode failed).
+    raw = (b'From: a@b.c\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="nope"'
+           b"\r\n\r\n--real\r\nContent-Type: text/plain; charset=utf-8\r\n"
+           b"Content-Transfer-Encoding: 8bit\r\n\r\n" + "Grüße aus Köln".encode() + b"\r\n"
+           b"--real\r\nContent-Type: application/octet-stream\r\n"
+           b"Content-Disposition: attachment; filename=raw.bin\r\n\r\n\xff\xfe\x80\r\n--real--\r\n")
+    mail = parse(raw)
+    assert mail.text == "Grüße aus Köln" and not any("unreadable" in d for d in mail.defects)
+    assert [(a.filename, a.data) for a in mail.attachments] == [("raw.bin", b"\xff\xfe\x80")]
+
+
 @pytest.mark.parametrize(
     "raw",
     [b"", b"\x00\x00\xff\xfe", b"garbage without headers", b"From:\r\n\r\n", b":::\r\n\r\n\x00",
@@ -146,10 +160,32 @@ def test_random_bytes_never_raise():
 ZAMMAD_OWN_NAMES = {"message.html"}
 
 
-def _size_matches(name: str, want: int, have: int) -> bool:
+def _size_matches(name: str, want: int, data: bytes) -> bool:
+    # Zammad stores some parts with LF line ends where the mail had CRLF (7bit text parts,
+    # attached mails; not all: mail069's attached mail keeps CRLF), so a size is compared with
+    # our bytes as they came and with their line ends as LF: the same content either way.
+    sizes = {len(data), len(data) - data.count(b"\r\n")}
     # Attached mails and delivery reports are re-serialised by us; allow a few bytes of folding.
-    if name.endswith((".eml", ".txt")) and abs(want - have) <= max(2, want // 100):
-        return True
+    if name.endswith((".eml", ".txt")):
+        return any(abs(want - have) <= max(2, want // 100) for have in sizes)
+    return want in sizes
+
+
+def _name_matches(want: str, have: str) -> bool:
+    # A U+FFFD in an expected name marks a byte zammad could not decode (an 8-bit byte under a
+    # us-ascii RFC 2231 label, mail073); any one character there is accepted, so that reading
+    # the byte as a letter ("Wölbung") is not counted against us.
+    if "\ufffd" not in want:
+        return want == have
+    return re.fullmatch(".".join(map(re.escape, want.split("\ufffd"))), have) is not None
+
+
+def _same_address(want: str, have: str) -> bool:
+    # A From that is only a quoted string holding an address (mail035) is expected with its
+    # quotes; the address is the same without them, and only without them can it be replied to.
+    want = want.lower()
+    if len(want) > 2 and want[0] == want[-1] == '"' and '"' not in want[1:-1]:
+        want = want[1:-1]
     return want == have
 
 
@@ -160,12 +196,13 @@ def test_zammad_corpus_from_subject_attachments():
     for key, exp in cases.items():
         mail = parse((root / exp["_input"]).read_bytes())
         sender = mail.from_
-        from_ok = (exp.get("from_email") or "").lower() == (sender.address if sender else "")
+        from_ok = _same_address(exp.get("from_email") or "", sender.address if sender else "")
         from_ok &= (exp.get("from_display_name") or "") == (sender.name if sender else "")
         subject_ok = (exp.get("subject") or "").strip() == mail.subject.strip()
-        have = [(a.filename, a.size) for a in mail.attachments]
+        have = [(a.filename, a.data) for a in mail.attachments]
         att_ok = all(
-            any(n == a["filename"] and _size_matches(n, a["size"], s) for n, s in have)
+            any(_name_matches(a["filename"], n) and _size_matches(n, a["size"], d)
+                for n, d in have)
             for a in exp.get("attachments", [])
             if a["filename"] not in ZAMMAD_OWN_NAMES
         )
@@ -174,12 +211,22 @@ def test_zammad_corpus_from_subject_attachments():
         else:
             misses.append(Path(key).stem)
     share = hits / len(cases)
-    # Known disagreements: mail016/019 (zammad falls back to Reply-To when From is missing),
-    # mail018 (zammad leaves UTF-7 undecoded), mail064 (zammad's NFD mojibake), and names zammad
-    # invents for unnamed parts ("file", "image.jpg", deduplicated "...1.png"); mail065, where
-    # zammad splits "=?iso-8859-1?Q?B=FCrling,=20Andreas?=" at its comma and we do not.
+    # Known disagreements, where our answer is as good or better:
+    # - mail016/019: no usable From; zammad falls back to Reply-To, we leave from_ empty (route
+    #   falls back to the envelope sender, which authorisation checks).
+    # - mail018: zammad leaves the UTF-7 encoded word undecoded and keeps folding tabs.
+    # - mail046: zammad reads the raw GBK sender name as Latin mojibake; we read "武兰成".
+    # - mail064: zammad's NFD mojibake in a filename; mail065: zammad splits
+    #   "=?iso-8859-1?Q?B=FCrling,=20Andreas?=" at its comma, we do not.
+    # - mail076, mail087: zammad keeps broken From headers as they are ("...@example.com>",
+    #   "Test test@example.com" as an address); we give a name and an address one can reply to.
+    # - mail092: zammad drops the RFC 5322 comment from "MAILER-DAEMON (Mail Delivery System)".
+    # - names zammad invents or rewrites: "file" (mail042/053/087, where we use the part's
+    #   Content-Description or, for mail087's unlabelled text part, read it as the body),
+    #   "document.html" for HTML parts we keep as body (mail062/085), a Content-ID number as a
+    #   name (mail100), and de-duplicated names ("video1.mov", "...at 091.00.38.png": mail062/102).
     print(f"zammad: {hits}/{len(cases)} = {share:.0%}; misses: {misses}")
-    assert share >= 0.80  # measured 86/106
+    assert share >= 0.85  # measured 91/106
 
 
 def _meets(mail, field: str, value: str) -> bool | None:

@@ -142,3 +142,92 @@ def test_office_document_is_not_demoted_to_zip():
                              'Content-Disposition: attachment; filename="a.docx"\r\n'))
     [doc] = parse(raw).attachments
     assert doc.content_type == docx
+
+
+# -- broken transfer encodings --------------------------------------------------------------------
+
+def _encoded(cte: str, body: str, name: str = "data.bin") -> bytes:
+    return _mixed(TEXT, f"Content-Type: application/octet-stream\r\n"
+                        f'Content-Disposition: attachment; filename="{name}"\r\n'
+                        f"Content-Transfer-Encoding: {cte}\r\n\r\n{body}")
+
+
+def test_base64_with_a_lone_last_character_keeps_the_whole_bytes():
+    # 4n+1 characters cannot be decoded (binascii refuses, the stdlib returns the base64 text);
+    # the last character carries six bits, no byte: the rest is the file.
+    body = base64.b64encode(PDF[:30]).decode() + "Q"
+    [att] = parse(_encoded("base64", body)).attachments
+    assert att.data == PDF[:30]
+
+
+def test_base64_padded_block_by_block_is_decoded_to_the_end():
+    body = "\r\n".join(base64.b64encode(chunk).decode() for chunk in (b"%PDF-", b"1.4\n", b"end"))
+    mail = parse(_encoded("base64", body))
+    assert mail.attachments[0].data == b"%PDF-1.4\nend" and "bad base64" in mail.defects
+
+
+def test_text_after_the_base64_padding_is_not_decoded_into_the_file():
+    body = base64.b64encode(b"%PDF-").decode() + "\r\n\r\n-- \r\nSent via the Acme list"
+    [att] = parse(_encoded("base64", body)).attachments
+    assert att.data == b"%PDF-"
+
+
+def test_8bit_junk_labelled_base64_is_kept_as_it_came():
+    raw = _mixed(TEXT).replace(b"--b--", b"--b\r\nContent-Type: application/octet-stream\r\n"
+                               b"Content-Transfer-Encoding: base64\r\n\r\n\xff\xfe\x00\x81\x92\r\n"
+                               b"--b--")
+    mail = parse(raw)
+    assert mail.attachments[0].data.startswith(b"\xff\xfe\x00\x81\x92")
+
+
+def test_uuencode_with_and_without_its_begin_line():
+    import binascii
+    line = binascii.b2a_uu(b"Hello Zammad").decode().rstrip("\n")
+    for body in (f"begin 644 hello.txt\r\n{line}\r\n`\r\nend", f"{line}\r\n`"):
+        [att] = parse(_encoded("x-uuencode", body, "hello.txt")).attachments
+        assert att.data == b"Hello Zammad"
+
+
+# -- names for unnamed parts ----------------------------------------------------------------------
+
+def test_unnamed_image_takes_the_filename_outlook_puts_in_its_content_id():
+    html = 'Content-Type: text/html; charset=utf-8\r\n\r\n<img src="cid:image001.png@01D9A1B2">'
+    raw = _mixed(html, _file("image/png", PNG, "Content-ID: <image001.png@01D9A1B2>\r\n"),
+                 _file("image/png", PNG, "Content-ID: <image002.png@01D9A1B2>\r\n"),
+                 _file("image/png", PNG, "Content-ID: <part1.06090408.01060107@x.org>\r\n"),
+                 ctype="multipart/related")
+    assert [a.filename for a in parse(raw).attachments] == [
+        "image001.png", "image002.png", "image.png"]
+
+
+def test_unnamed_part_of_an_unknown_type_is_named_after_what_it_is():
+    [att] = parse(_mixed(TEXT, _file("application/others", PNG))).attachments
+    assert (att.filename, att.content_type) == ("image.png", "image/png")
+
+
+# -- attached mails and alternatives --------------------------------------------------------------
+
+def test_attached_mail_keeps_the_line_ends_it_came_with():
+    inner = "From: c@d.e\r\nSubject: Old\r\nX-Empty-Looking: yes\r\n\r\nline one\r\nline two\r\n"
+    [eml] = parse(_mixed(TEXT, f"Content-Type: message/rfc822\r\n\r\n{inner}")).attachments
+    assert eml.data == inner.encode()
+
+
+def test_empty_attached_mail_is_empty():
+    [eml] = parse(_mixed(TEXT, "Content-Type: message/rfc822\r\n\r\n")).attachments
+    assert eml.data == b""
+
+
+def test_alternative_made_of_several_html_pieces_keeps_them_all():
+    # Apple Mail: plain text, or HTML, a file, and more HTML in a multipart/mixed.
+    raw = (b'From: a@b.c\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="a"'
+           b"\r\n\r\n--a\r\nContent-Type: text/plain\r\n\r\nfirst, then second\r\n"
+           b'--a\r\nContent-Type: multipart/mixed; boundary="m"\r\n\r\n'
+           b"--m\r\nContent-Type: text/html\r\n\r\n<p>first</p>\r\n"
+           b"--m\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; "
+           b"filename=x.pdf\r\n\r\n%PDF-1.4\r\n"
+           b"--m\r\nContent-Type: text/html\r\n\r\n<p>second</p>\r\n--m--\r\n--a--\r\n")
+    mail = parse(raw)
+    assert mail.text == "first, then second"
+    assert "<p>first</p>" in (mail.html or "") and "<p>second</p>" in (mail.html or "")
+    assert [a.filename for a in mail.attachments] == ["x.pdf"]

@@ -122,6 +122,12 @@ def _named(params: str, where: str = "disposition") -> bytes:
     ("\r\n name*0*=utf-8''%D0%A1%D1%87%D0%B5%D1%82;\r\n name*1*=.pdf", "type", "Счет.pdf"),
     ('\r\n filename="=?utf-8?B?0KHRh9C10YIucGRm?="', "disposition", "Счет.pdf"),  # Outlook
     ("\r\n filename*=utf-8''..%2F..%2Fetc%2Fpasswd", "disposition", "_.._etc_passwd"),
+    # RFC 2231 charsets left out, mislabelled or unknown: the bytes decide, not US-ASCII
+    ("\r\n filename*=''%C3%9Cbersicht%20M%C3%A4rz.pdf", "disposition", "Übersicht März.pdf"),
+    ("\r\n filename*=iso-8859-1''%C3%9Cbersicht.pdf", "disposition", "Übersicht.pdf"),
+    ("\r\n filename*=us-ascii''Aufma%DF%20K%F6ln.pdf", "disposition", "Aufmaß Köln.pdf"),
+    ("\r\n filename*=x-unheard-of''%C3%9Cbersicht.pdf", "disposition", "Übersicht.pdf"),
+    ("\r\n name*=gb2312''%B1%A8%B8%E6.pdf", "type", "报告.pdf"),
 ])
 def test_rfc2231_filenames(params, where, expected):
     [att] = parse(_named(params, where)).attachments
@@ -189,3 +195,51 @@ def test_undeclared_8bit_header_takes_the_body_charset():
            b"Content-Type: text/plain; charset=iso-8859-1\r\n\r\nD\xe9j\xe0 vu")
     mail = parse(raw)
     assert (mail.subject, mail.from_.name, mail.text) == ("Café", "René", "Déjà vu")
+
+
+def test_undeclared_8bit_headers_take_the_charset_they_are_valid_in():
+    # A filter wraps a GBK mail in a Latin-1 report and copies its raw 8-bit headers: the
+    # first declared charset (ISO-8859-1) would turn them into "×ª·¢£º..."; GB2312, declared
+    # by the wrapped mail, is the one the bytes read as words in.
+    subject, name = "转发：整体提升企业服务水平", "张伟"
+    inner = (b"From: a@b.c\r\nSubject: " + subject.encode("gbk") + b"\r\n"
+             b"Content-Type: text/plain; charset=gb2312\r\n\r\n" + "您好".encode("gbk") + b"\r\n")
+    raw = (b"From: " + name.encode("gbk") + b" <z@w.cn>\r\nSubject: " + subject.encode("gbk")
+           + b"\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           b"--b\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\nSpam score: 9\xb0\r\n"
+           b"--b\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"--b--\r\n")
+    mail = parse(raw)
+    assert (mail.subject, mail.from_.name) == (subject, name)
+    assert [a.filename for a in mail.attachments] == [subject + ".eml"]
+    assert mail.text == "Spam score: 9°"  # the body keeps its own declaration
+
+
+def test_latin_headers_stay_latin_next_to_a_cjk_part():
+    raw = (b"From: Ren\xe9 M\xfcller <r@x.fr>\r\nSubject: Gr\xfc\xdfe aus K\xf6ln, caf\xe9 cr\xe8me"
+           b"\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           b"--b\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\nHallo\r\n"
+           b"--b\r\nContent-Type: text/plain; charset=gb2312\r\n"
+           b"Content-Disposition: attachment; filename=cn.txt\r\n\r\n"
+           + "您好".encode("gbk") + b"\r\n--b--\r\n")
+    mail = parse(raw)
+    assert (mail.subject, mail.from_.name) == ("Grüße aus Köln, café crème", "René Müller")
+
+
+@pytest.mark.parametrize(("header", "name", "address"), [
+    ("Jane Doe jane@example.org", "Jane Doe", "jane@example.org"),  # no angle brackets
+    ("Jane Q. Doe jane@example.org", "Jane Q. Doe", "jane@example.org"),
+    ('"Doe, Jane" jane@example.org', "Doe, Jane", "jane@example.org"),
+    ("=?utf-8?q?J=C3=B6rg?= joerg@example.de", "Jörg", "joerg@example.de"),
+    ("Jane Doe <mailto:jane@example.org>", "Jane Doe", "jane@example.org"),  # web forms
+    ("jane@example.org (Jane Doe)", "Jane Doe", "jane@example.org"),
+    ('"jane@example.org"', "", "jane@example.org"),
+])
+def test_sender_written_without_rfc_5322_brackets(header, name, address):
+    mail = parse(f"From: {header}\r\nTo: help@acme.test\r\n\r\nx".encode())
+    assert mail.from_ is not None and (mail.from_.name, mail.from_.address) == (name, address)
+
+
+def test_a_bare_address_list_is_not_merged():
+    mail = parse(b"From: a@b.c\r\nTo: x@example.org, Bob Smith bob@example.org\r\n\r\nx")
+    assert [(a.name, a.address) for a in mail.to] == [
+        ("", "x@example.org"), ("Bob Smith", "bob@example.org")]

@@ -23,6 +23,9 @@ from gateway.inbound.charsets import decode_bytes, decode_header_value, unfold
 from gateway.inbound.mail import AttachmentPart
 
 _BASE64_JUNK = re.compile(r"[^A-Za-z0-9+/=\s]")
+_BASE64_DATA = re.compile(r"[A-Za-z0-9+/]")
+_BASE64_LINE = re.compile(r"[A-Za-z0-9+/]*=*")
+_UU_ENCODINGS = ("x-uuencode", "uuencode", "x-uue", "uue")
 _CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]")
 _TNEF_SIGNATURE = b"\x78\x9f\x3e\x22"
 _TNEF_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
@@ -109,14 +112,23 @@ def content_id(part: Message) -> str | None:
 
 
 def filename(part: Message, defects: list[str], hint: str) -> str:
-    """RFC 2183 filename (RFC 2231 continuations included), else the Content-Type name."""
-    try:
-        name = part.get_filename() or part.get_param("name") or ""
-    except Exception:
-        name = ""
-    if isinstance(name, tuple):  # RFC 2231 value the stdlib left undecoded
+    """RFC 2183 filename (RFC 2231 continuations included), else the Content-Type name.
+
+    RFC 2231 values are decoded here, not by the stdlib, which reads an empty or unknown
+    charset as US-ASCII and a mislabelled one without a second try, turning "Über" into "Ã\x9cber".
+    """
+    name: object = ""
+    for param, header in (("filename", "content-disposition"), ("name", "content-type")):
+        try:
+            name = part.get_param(param, header=header) or ""
+        except Exception:
+            name = ""
+        if name:
+            break
+    if isinstance(name, tuple):  # RFC 2231: (charset, language, bytes as latin-1 text)
         charset, _lang, data = name
-        name = decode_bytes(str(data).encode("latin-1", "replace"), charset or "utf-8", defects)
+        raw = str(data or "").encode("latin-1", "surrogateescape")
+        name = decode_bytes(raw, str(charset or "") or hint, defects)
     name = str(name)
     # Outlook and others put RFC 2047 words inside quoted parameters, against RFC 2047 §5.
     return safe_filename(decode_header_value(name, defects, hint)) if name.strip() else ""
@@ -136,14 +148,37 @@ def description(part: Message) -> str:
         return ""
 
 
-def default_name(part: Message, ctype: str) -> str:
-    """A name for an unnamed part: its description, else its type, with a usual extension."""
+def default_name(part: Message, ctype: str, sniffed: str = "") -> str:
+    """A name for an unnamed part: its description, else the filename Outlook and others put
+    in the Content-ID ("image001.png@01D9..."), else its type, with a usual extension.
+
+    A declared type no extension is known for ("application/others") gives way to the type the
+    bytes show, so the file opens with the right program.
+    """
+    stem = description(part)
+    if not stem:
+        cid_name = _content_id_name(part)
+        if cid_name:
+            return cid_name
+    if not mimetypes.guess_extension(ctype) and sniffed and sniffed != ctype and (
+        mimetypes.guess_extension(sniffed)
+    ):
+        ctype = sniffed
     main, _, sub = ctype.partition("/")
     ext = mimetypes.guess_extension(ctype) or "." + (re.sub(r"[^a-z0-9]", "", sub)[:10] or "bin")
     if ctype in ("message/delivery-status", "text/rfc822-headers"):
         ext = ".txt"
-    stem = description(part) or {"message": sub, "application": "file"}.get(main, main or "file")
+    stem = stem or {"message": sub, "application": "file"}.get(main, main or "file")
     return stem + {".jpe": ".jpg", ".jpeg": ".jpg"}.get(ext, ext)
+
+
+def _content_id_name(part: Message) -> str:
+    """The local part of the Content-ID when it is a filename with a known extension; the
+    random ids other clients use ("part1.06090408.01060107@x") are not."""
+    local = (content_id(part) or "").rpartition("@")[0] or ""
+    if not re.fullmatch(r"[^\s<>@\x00-\x1f/\\]{1,150}\.[A-Za-z][A-Za-z0-9]{1,5}", local):
+        return ""
+    return safe_filename(local) if mimetypes.guess_type(local)[0] else ""
 
 
 # -- bytes ----------------------------------------------------------------------------------------
@@ -154,23 +189,93 @@ def payload_bytes(part: Message, defects: list[str], *, release: bool = False) -
 
     Base64 (nearly all of a large mail) is decoded straight from the parsed text, without the
     line-split copies the stdlib makes, and released part by part, so a 30 MB message does
-    not hold its attachments three times over.
+    not hold its attachments three times over. Broken base64 and uuencode are decoded as far
+    as they go; what cannot be decoded at all is kept as it came.
     """
-    payload = part.get_payload()
+    payload = raw_payload(part)
     cte = str(part.get("Content-Transfer-Encoding", "") or "").strip().lower()
     data: bytes | None = None
-    if cte == "base64" and isinstance(payload, str) and payload.isascii():
-        try:
-            data = binascii.a2b_base64(payload)
-            if _BASE64_JUNK.search(payload):
-                defects.append("bad base64")
-        except (binascii.Error, ValueError):
-            data = None
+    if cte == "base64" and isinstance(payload, str):
+        data = _base64(payload, defects)
+    elif cte in _UU_ENCODINGS and isinstance(payload, str):
+        data = _uudecode(payload.encode("ascii", "surrogateescape"), defects)
     if data is None:
         data = _stdlib_payload(part, payload, defects)
     if release:
         part.set_payload("")
     return data
+
+
+def raw_payload(part: Message) -> object:
+    """The payload as parsed, 8-bit bytes kept (as surrogate escapes): get_payload() would
+    replace them with U+FFFD in a leaf part, losing them."""
+    payload = getattr(part, "_payload", None)
+    return payload if isinstance(payload, str) else part.get_payload()
+
+
+def _base64(payload: str, defects: list[str]) -> bytes:
+    """Base64 as senders really write it: junk characters skipped, a lone last character
+    (six bits, no byte) dropped, and blocks each padded on their own (some mailers encode line
+    by line) all decoded, where binascii would stop at the first padding and lose the rest.
+    Text that is mostly not base64 at all (8-bit bytes labelled base64) is kept as it came."""
+    pad = payload.find("=")
+    if pad < 0 or not _BASE64_DATA.search(payload, pad):
+        try:
+            data = binascii.a2b_base64(payload) if payload.isascii() else None
+        except (binascii.Error, ValueError):
+            data = None
+        if data is not None:
+            if _BASE64_JUNK.search(payload):
+                defects.append("bad base64")
+            return data
+    defects.append("bad base64")
+    visible = re.sub(r"\s", "", payload)
+    if len(re.sub(r"[^A-Za-z0-9+/=]", "", visible)) * 4 < len(visible) * 3:
+        return payload.encode("utf-8", "surrogateescape")
+    kept: list[str] = []
+    padded = False
+    for line in payload.splitlines():
+        line = line.strip()
+        if padded and not _BASE64_LINE.fullmatch(line):
+            break  # text after the data ended (a footer a list appended), not more data
+        kept.append(line)
+        padded = padded or "=" in line
+    clean = re.sub(r"[^A-Za-z0-9+/=]", "", "".join(kept))
+    out = bytearray()
+    for block in re.split(r"=+", clean):
+        if len(block) % 4 == 1:
+            block = block[:-1]
+        if block:
+            out += binascii.a2b_base64(block + "=" * (-len(block) % 4))
+    return bytes(out)
+
+
+def _uudecode(encoded: bytes, defects: list[str]) -> bytes | None:
+    """uuencode, with or without its "begin" line (the stdlib needs one and otherwise returns
+    the encoded text); None when no line decodes."""
+    lines = encoded.splitlines()
+    for index, line in enumerate(lines):
+        if line.startswith(b"begin "):
+            lines = lines[index + 1 :]
+            break
+    out = bytearray()
+    decoded = False
+    for line in lines:
+        if line.strip() == b"end":
+            break
+        if not line.strip():
+            continue
+        try:
+            out += binascii.a2b_uu(line)
+        except (binascii.Error, ValueError):
+            # Some encoders pad lines wrongly; the line's length byte says how much is data.
+            try:
+                out += binascii.a2b_uu(line[: (((line[0] - 32) & 63) * 4 + 5) // 3])
+            except (binascii.Error, ValueError):
+                defects.append("bad uuencode")
+                return None
+        decoded = True
+    return bytes(out) if decoded else None
 
 
 def _stdlib_payload(part: Message, payload: object, defects: list[str]) -> bytes:
@@ -187,11 +292,15 @@ def _stdlib_payload(part: Message, payload: object, defects: list[str]) -> bytes
     return data if isinstance(data, bytes) else bytes(data)
 
 
-def serialise(inner: Message) -> bytes:
-    """An embedded message back to bytes, keeping its header folding as it came."""
+def serialise(inner: Message, linesep: str = "\n") -> bytes:
+    """An embedded message back to bytes, keeping its header folding as it came and the line
+    ends of the mail it came in (CRLF from the wire, LF from a mailbox file)."""
+    if not inner.keys() and not inner.get_payload():
+        return b""  # an empty message/rfc822 part (a bounce that kept nothing)
     try:
         buffer = io.BytesIO()
-        BytesGenerator(buffer, mangle_from_=False, maxheaderlen=0).flatten(inner)
+        policy = inner.policy.clone(linesep=linesep)
+        BytesGenerator(buffer, mangle_from_=False, maxheaderlen=0, policy=policy).flatten(inner)
         return buffer.getvalue()
     except Exception:
         try:

@@ -202,6 +202,36 @@ def unfold(value: str) -> str:
     return _FOLD.sub(" ", value)
 
 
+def header_charset(data: bytes, declared: list[str]) -> str:
+    """The charset to read a header block's undeclared 8-bit bytes in, among those the mail
+    declares elsewhere (its parts, its encoded words): the first one the bytes are valid in,
+    or, when several are and there is enough text to tell, the one charset-normalizer prefers.
+
+    Headers copied by a wrapper (a spam filter's report in ISO-8859-1 around a GB2312 mail)
+    are in the charset of the wrapped mail, not the first one declared.
+    """
+    names = list(dict.fromkeys(c for c in map(codec_name, declared) if c not in _NO_8BIT))
+    if not names:
+        return ""
+    if not data or data.isascii():
+        return names[0]
+    fitting = []
+    for name in names:
+        try:
+            data.decode(name)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        fitting.append(name)
+    if len(fitting) > 1 and sum(b >= 0x80 for b in data) >= 8:
+        try:
+            best = from_bytes(data[:16384], cp_isolation=fitting).best()
+        except Exception:  # a detector bug must not lose the mail
+            best = None
+        if best is not None and codec_name(best.encoding) in fitting:
+            return codec_name(best.encoding)
+    return fitting[0] if fitting else names[0]
+
+
 def decode_8bit_header(value: str, hint: str, defects: list[str] | None) -> str:
     """8-bit bytes in a header: RFC 6532 UTF-8, else the charset the body declares."""
     data = value.encode("ascii", "surrogateescape")

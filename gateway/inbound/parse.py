@@ -20,6 +20,7 @@ from gateway.inbound.charsets import (
     decode_bytes,
     decode_header_value,
     has_surrogates,
+    header_charset,
     unfold,
 )
 from gateway.inbound.html_text import html_to_text, sanitise_html
@@ -33,6 +34,8 @@ _HEADER_LINE = re.compile(rb"^[!-9;-~]+:|^[ \t]|^From ")
 _WHOLE_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")  # a well-formed encoded word
 _WORD_CHARSET = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?[bBqQ]\?")
 _STASHED = re.compile(r"wrkstrw(\d+)x")
+_MAILTO = re.compile(r"<\s*mailto:", re.IGNORECASE)
+_NAME_THEN_ADDR = re.compile(r'([^<>()]*?\S)\s+([^\s<>"(),;:@]+@[^\s<>"(),;:@]+\.[^\s<>"(),;:@]+)')
 # A MIME delimiter line (RFC 2046 §5.1.1), to find the boundary a broken multipart really uses.
 _DELIMITER = re.compile(
     r"^--((?=\S*[0-9A-Za-z])[0-9A-Za-z'()+_,./:=?-]{1,70})[ \t]*\r?$", re.MULTILINE
@@ -72,16 +75,20 @@ _DEFECT_NAMES = {
 def parse(raw: bytes) -> ParsedMail:
     """Parse any bytes into a ParsedMail; problems become `defects`, never exceptions."""
     defects: list[str] = []
-    msg = _message(bytes(raw or b""), defects)
-    hint = _charset_hint(msg)
-    headers = _decoded_headers(msg, defects, hint)
-    body = _Body(defects, hint)
+    raw = bytes(raw or b"")
+    msg = _message(raw, defects)
+    declared = _declared_charsets(msg)
+    hint = declared[0] if declared else ""
+    head_hint = header_charset(_raw_header_bytes(msg), declared)
+    headers = _decoded_headers(msg, defects, head_hint)
+    crlf = raw.count(b"\r\n", 0, _CHUNK) * 2 > raw.count(b"\n", 0, _CHUNK)
+    body = _Body(defects, hint, "\r\n" if crlf else "\n")
     try:
         body.visit(msg, depth=0)
     except Exception as exc:  # a part we did not foresee must not lose the headers
         defects.append(f"unreadable body: {type(exc).__name__}")
     body.mark_referenced_inline()
-    from_ = _addresses(msg, "From", defects, hint)
+    from_ = _addresses(msg, "From", defects, head_hint)
     if not from_:
         defects.append("no From header")
     text, html = body.text(), body.html()
@@ -90,9 +97,9 @@ def parse(raw: bytes) -> ParsedMail:
     message_ids = _message_ids(headers.get("Message-ID", ""))
     return ParsedMail(
         from_=from_[0] if from_ else None,
-        to=_addresses(msg, "To", defects, hint),
-        cc=_addresses(msg, "Cc", defects, hint),
-        reply_to=_addresses(msg, "Reply-To", defects, hint),
+        to=_addresses(msg, "To", defects, head_hint),
+        cc=_addresses(msg, "Cc", defects, head_hint),
+        reply_to=_addresses(msg, "Reply-To", defects, head_hint),
         subject=headers.get("Subject", "") or "",
         message_id=message_ids[0] if message_ids else None,
         in_reply_to=_message_ids(headers.get("In-Reply-To", "")),
@@ -157,21 +164,31 @@ def _mend_header_block(head: bytes) -> bytes:
     return b"".join(ln if _HEADER_LINE.match(ln) else b" " + ln for ln in lines)
 
 
-def _charset_hint(msg: Message) -> str:
-    """The first charset declared anywhere (a part, else an encoded word in a header):
-    undeclared 8-bit headers and parts of the same mail are usually in it."""
+def _declared_charsets(msg: Message) -> list[str]:
+    """Every charset declared anywhere, in order (parts first, then encoded words in headers):
+    undeclared 8-bit parts and headers of the same mail are usually in one of them."""
+    found: list[str] = []
     try:
         for part in msg.walk():
             charset = part.get_content_charset()
             if charset and codec_name(charset) not in ("", "ascii"):
-                return charset
+                found.append(charset)
         for _name, value in msg.raw_items():
             for charset in _WORD_CHARSET.findall(str(value)):
                 if codec_name(charset) not in ("", "ascii"):
-                    return charset
+                    found.append(charset)
     except Exception:
         pass
-    return ""
+    return list(dict.fromkeys(found))
+
+
+def _raw_header_bytes(msg: Message) -> bytes:
+    """The 8-bit header values of the top-level header block, as they came."""
+    try:
+        values = [str(v) for _k, v in msg.raw_items() if has_surrogates(str(v))]
+    except Exception:
+        return b""
+    return b"\n".join(v.encode("ascii", "surrogateescape") for v in values)
 
 
 # -- headers ------------------------------------------------------------------------------------
@@ -201,7 +218,7 @@ def _addresses(msg: Message, name: str, defects: list[str], hint: str) -> list[A
             raw_value = decode_8bit_header(raw_value, hint, defects)
         # An encoded word holding a comma (against RFC 2047 §5) must not split the address list.
         words: list[str] = []
-        raw_value = _WHOLE_WORD.sub(partial(_stash, words), raw_value)
+        raw_value = _mend_address_list(_WHOLE_WORD.sub(partial(_stash, words), raw_value))
         try:
             pairs = getaddresses([raw_value])
         except Exception:
@@ -218,6 +235,40 @@ def _addresses(msg: Message, name: str, defects: list[str], hint: str) -> list[A
                 continue  # not an address; a bare local part such as MAILER-DAEMON is kept
             result.append(Address(name=display if display.lower() != addr else "", address=addr))
     return result
+
+
+def _mend_address_list(value: str) -> str:
+    """Addresses as some web forms and scripts write them, made RFC 5322 for the parser:
+    "<mailto:a@b.c>", and a name before a bare address ("Jane Doe jane@x.org"), which
+    getaddresses would take as one address with a space in it."""
+    value = _MAILTO.sub("<", value)
+    if "<" in value or "@" not in value:
+        return value
+    segments = _split_outside_quotes(value)
+    for index, segment in enumerate(segments):
+        if len(segment) > 500:  # no such name; and the pattern is not for long text
+            continue
+        found = _NAME_THEN_ADDR.fullmatch(segment.strip())
+        if found is None or "@" in found.group(1):
+            continue
+        name = found.group(1).strip()
+        if not (len(name) > 1 and name.startswith('"') and name.endswith('"')):
+            name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        segments[index] = f"{name} <{found.group(2)}>"
+    return ",".join(segments)
+
+
+def _split_outside_quotes(value: str) -> list[str]:
+    """The comma-separated parts of an address list; a comma inside quotes is a name's."""
+    segments, start, quoted = [], 0, False
+    for index, char in enumerate(value):
+        if char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            segments.append(value[start:index])
+            start = index + 1
+    segments.append(value[start:])
+    return segments
 
 
 def _stash(words: list[str], match: re.Match[str]) -> str:
@@ -246,9 +297,10 @@ class _Body:
     Each leaf's encoded text is released as soon as it is decoded, to keep peak memory low.
     """
 
-    def __init__(self, defects: list[str], hint: str) -> None:
+    def __init__(self, defects: list[str], hint: str, linesep: str = "\n") -> None:
         self.defects = defects
         self.hint = hint
+        self.linesep = linesep  # of the raw mail, for attached mails written back to bytes
         self.plain: list[str] = []
         self.htmls: list[str] = []
         self.attachments: list[AttachmentPart] = []
@@ -266,7 +318,7 @@ class _Body:
             for inner in part.get_payload():  # kept whole, but what is broken inside is named
                 for descendant in inner.walk():
                     self._note_defects(descendant)
-            data = b"".join(parts.serialise(p) for p in part.get_payload())
+            data = b"".join(parts.serialise(p, self.linesep) for p in part.get_payload())
             self._attach(part, ctype, data=data)
             return
         if ctype.startswith("multipart/") and not part.is_multipart():
@@ -291,19 +343,26 @@ class _Body:
         (self.htmls if ctype == "text/html" else self.plain).append(text)
 
     def _visit_alternative(self, children: list[Message], depth: int) -> None:
-        """RFC 2046 §5.1.4: alternatives in increasing faithfulness; keep one text and one HTML."""
+        """RFC 2046 §5.1.4: alternatives in increasing faithfulness; keep the text of the first
+        alternative that has text and the HTML of the last that has HTML, each whole (an
+        alternative may be a multipart/mixed of several pieces: HTML, a file, more HTML)."""
         plain_before, html_before = len(self.plain), len(self.htmls)
+        plain: list[str] | None = None
+        html: list[str] | None = None
         for child in children:
+            p0, h0 = len(self.plain), len(self.htmls)
             self.visit(child, depth=depth + 1)
-        if len(self.plain) - plain_before > 1:
-            self.plain[plain_before:] = [self.plain[plain_before]]
-        if len(self.htmls) - html_before > 1:
-            self.htmls[html_before:] = [self.htmls[-1]]
+            if plain is None and len(self.plain) > p0:
+                plain = self.plain[p0:]
+            if len(self.htmls) > h0:
+                html = self.htmls[h0:]
+        self.plain[plain_before:] = plain or []
+        self.htmls[html_before:] = html or []
 
     def _recover_multipart(self, part: Message, depth: int) -> None:
         """A multipart whose declared boundary never occurs: parse it again with the boundary
         its body actually uses, so the text and files of malformed mail are not lost."""
-        payload = part.get_payload()
+        payload = parts.raw_payload(part)
         if not isinstance(payload, str) or not payload.strip():
             return  # nothing inside (e.g. a nested part reusing its parent's boundary)
         found = _DELIMITER.search(payload)
@@ -329,7 +388,9 @@ class _Body:
         return True
 
     def _attach(self, part: Message, ctype: str, data: bytes) -> None:
-        name = parts.filename(part, self.defects, self.hint) or parts.default_name(part, ctype)
+        name = parts.filename(part, self.defects, self.hint) or parts.default_name(
+            part, ctype, parts.sniff_type(data, ctype)
+        )
         att = parts.new_attachment(name, ctype, data, content_id=parts.content_id(part))
         att.inline = parts.disposition(part) == "inline" and (
             ctype.startswith("image/") or att.content_type.startswith("image/")
@@ -347,8 +408,10 @@ class _Body:
             data = parts.payload_bytes(part, self.defects, release=True)
             subject = ""
         else:
-            data = parts.serialise(inner)
-            subject = decode_header_value(str(inner.get("Subject", "") or ""), None, self.hint)
+            data = parts.serialise(inner, self.linesep)
+            declared = _declared_charsets(inner) or [self.hint]
+            hint = header_charset(_raw_header_bytes(inner), declared)
+            subject = decode_header_value(str(inner.get("Subject", "") or ""), None, hint)
         name = parts.filename(part, self.defects, self.hint) or (
             parts.safe_filename(subject or parts.description(part)) + ".eml"
         )
