@@ -121,10 +121,13 @@ _ALL_ADDRESSES = select(_ADDRESS.c.address).order_by(_ADDRESS.c.id)
 _ADDRESSES_OF = _ALL_ADDRESSES.where(_ADDRESS.c.workspace_id == bindparam("ws"))
 
 _WORKSPACE = Workspace.__table__  # type: ignore[attr-defined]
+# The number, the assignment state and the address its mail is sent from, in one statement.
+# By the parameter, not correlated: SQLite's RETURNING names columns without their table.
+_SENDER_OF_WORKSPACE = _ADDRESSES_OF.limit(1).scalar_subquery()
 _TAKE_NUMBER = (update(_WORKSPACE).where(_WORKSPACE.c.id == bindparam("ws"))
                 .values(ticket_counter=_WORKSPACE.c.ticket_counter + 1)
                 .returning(_WORKSPACE.c.ticket_counter, _WORKSPACE.c.assignment_mode,
-                           _WORKSPACE.c.last_assigned_agent_id))
+                           _WORKSPACE.c.last_assigned_agent_id, _SENDER_OF_WORKSPACE))
 
 _CONTACT = Contact.__table__  # type: ignore[attr-defined]
 _FIND_CONTACT = select(_CONTACT.c.id, _CONTACT.c.email, _CONTACT.c.name).where(
@@ -138,9 +141,8 @@ _NAME_CONTACT = (update(_CONTACT).where(_CONTACT.c.id == bindparam("contact_id")
 
 _AGENT = Agent.__table__  # type: ignore[attr-defined]
 _AGENT_EMAILS = select(_AGENT.c.email).where(_AGENT.c.workspace_id == bindparam("ws"))
-_AVAILABLE_AGENTS = (select(_AGENT.c.id, _AGENT.c.name, _AGENT.c.email)
-                     .where(_AGENT.c.workspace_id == bindparam("ws"), _AGENT.c.available)
-                     .order_by(_AGENT.c.id))
+_TEAM = (select(_AGENT.c.id, _AGENT.c.name, _AGENT.c.email, _AGENT.c.available)
+         .where(_AGENT.c.workspace_id == bindparam("ws")).order_by(_AGENT.c.id))
 _PICKED = (update(_WORKSPACE).where(_WORKSPACE.c.id == bindparam("ws"))
            .values(last_assigned_agent_id=bindparam("agent_id")))
 
@@ -166,6 +168,14 @@ class AgentRef:
     id: int
     name: str
     email: str
+
+
+@dataclass(frozen=True)
+class Team:
+    """A workspace's agents as one transaction first read them."""
+
+    available: list[AgentRef]  # by id: the round robin's order
+    emails: set[str]  # everyone's, away or not
 
 
 @dataclass(frozen=True)
@@ -333,8 +343,20 @@ class Store:
         # A plain statement on the transaction's connection: through the ORM, an UPDATE first
         # matches its criteria against every object the session holds (a tenth of a portal
         # submission's interpreter time).
-        row = s.connection().execute(_TAKE_NUMBER, {"ws": workspace_id}).one()
-        return NumberTaken(*row)
+        number, mode, last_agent, sender = s.connection().execute(
+            _TAKE_NUMBER, {"ws": workspace_id}).one()
+        s.info.setdefault("sender_address", {})[workspace_id] = sender  # see sender_address
+        return NumberTaken(number, mode, last_agent)
+
+    def sender_address(self, s: Session, workspace_id: int) -> str | None:
+        """The workspace's first support address, which its mail is sent from (None if it has
+        none). Read once per transaction, or not at all after `take_ticket_number`, which
+        reads it too: a new ticket's confirmation then costs no statement of its own."""
+        known = s.info.setdefault("sender_address", {})
+        if workspace_id not in known:
+            known[workspace_id] = s.connection().execute(
+                _ADDRESSES_OF, {"ws": workspace_id}).scalars().first()
+        return known[workspace_id]
 
     # -- agents --------------------------------------------------------------------------------
 
@@ -348,14 +370,20 @@ class Store:
         """The workspace's agents' addresses: for checks that need no more of them."""
         return set(s.connection().execute(_AGENT_EMAILS, {"ws": workspace_id}).scalars())
 
-    def available_agents(self, s: Session, workspace_id: int) -> list[AgentRef]:
-        """The workspace's agents who take new tickets, by id: read once per transaction (a
-        batch of mail opens many tickets, and whoever is away stays away for its moment)."""
-        known = s.info.setdefault("available_agents", {})
+    def team(self, s: Session, workspace_id: int) -> Team:
+        """The workspace's agents, read once per transaction in one statement: the assignment
+        wants who is available, the loop brake everyone's address (a batch of mail opens many
+        tickets, and whoever is away stays away for its moment)."""
+        known = s.info.setdefault("team", {})
         if workspace_id not in known:
-            known[workspace_id] = [AgentRef(*row) for row in s.connection().execute(
-                _AVAILABLE_AGENTS, {"ws": workspace_id})]
+            rows = list(s.connection().execute(_TEAM, {"ws": workspace_id}))
+            known[workspace_id] = Team([AgentRef(r.id, r.name, r.email) for r in rows
+                                        if r.available], {r.email for r in rows})
         return known[workspace_id]
+
+    def available_agents(self, s: Session, workspace_id: int) -> list[AgentRef]:
+        """The workspace's agents who take new tickets, by id (see `team`)."""
+        return self.team(s, workspace_id).available
 
     def record_pick(self, s: Session, workspace_id: int, agent_id: int) -> None:
         """The agent round robin picked last, for the next pick to start after."""

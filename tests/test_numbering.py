@@ -44,6 +44,32 @@ def test_numbers_are_per_workspace(services):
     assert _open(services, acme.id, 3) == "TKT-0002"
 
 
+def test_each_confirmation_is_sent_from_its_own_workspaces_first_address(services):
+    """The number and the sender are read in one statement: each workspace's own, the
+    first-added of several, and a made-up one for a workspace without any."""
+    acme = services.store.workspace_by_slug("acme")
+    with services.store.tx() as s:
+        first, bare = Workspace(slug="globex", name="Globex"), Workspace(slug="bare", name="Bare")
+        s.add_all([first, bare])
+        s.flush()
+        globex_id, bare_id = first.id, bare.id
+        services.store.add_support_address(s, globex_id, "help@globex.test")
+        services.store.add_support_address(s, globex_id, "sales@globex.test")
+    with services.store.tx() as s:  # one transaction, as a batch of mail is
+        for i, ws_id in enumerate((globex_id, acme.id, bare_id, globex_id)):
+            services.intake.open_ticket(s, TicketRequest(
+                workspace_id=ws_id, customer=Person(f"C {i}", f"c{i}@example.test"),
+                subject=f"Request {i}", description="Please help", channel="portal"))
+    with services.store.tx() as s:
+        senders = [(m.rcpt_to, m.mail_from) for m in s.exec(select(OutboundMessage).where(
+            OutboundMessage.kind == "customer/ticket_received").order_by(OutboundMessage.id))]
+    acme_sender = services.store.support_addresses(None, acme.id)[0]
+    assert senders == [("c0@example.test", "help@globex.test"),
+                       ("c1@example.test", acme_sender),
+                       ("c2@example.test", "support@bare.invalid"),
+                       ("c3@example.test", "help@globex.test")]
+
+
 def test_round_robin_spreads_tickets_over_available_agents(services):
     ws = services.store.workspace_by_slug("acme")
     for i in range(4):

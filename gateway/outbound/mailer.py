@@ -55,11 +55,8 @@ class Mailer:
             callback()
 
     def sender_address(self, s: Session, ws: Workspace) -> str:
-        cache = s.info.setdefault("sender_address", {})  # per transaction: a batch asks often
-        if ws.id not in cache:
-            addresses = self.store.support_addresses(s, ws.id)  # type: ignore[arg-type]
-            cache[ws.id] = addresses[0] if addresses else f"support@{ws.slug}.invalid"
-        return cache[ws.id]
+        return (self.store.sender_address(s, ws.id)  # type: ignore[arg-type]
+                or f"support@{ws.slug}.invalid")
 
     def tracking_url(self, ws: Workspace, ticket: Ticket, email: str) -> str:
         """The customer's link. The last one made is made again only in another second (the
@@ -161,10 +158,7 @@ class Mailer:
     def hourly_limit(self, s: Session, ws: Workspace, to_address: str) -> int:
         """Customers and strangers: the loop brake. The workspace's own agents get a wider one:
         a busy queue sends them many notifications, and their auto-replies are ignored."""
-        cache = s.info.setdefault("agent_emails", {})  # per transaction
-        if ws.id not in cache:
-            cache[ws.id] = self.store.agent_emails(s, ws.id)  # type: ignore[arg-type]
-        if to_address in cache[ws.id]:
+        if to_address in self.store.team(s, ws.id).emails:  # type: ignore[arg-type]
             return self.settings.agent_mail_per_hour
         return self.settings.auto_mail_per_hour
 
