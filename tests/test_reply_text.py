@@ -93,6 +93,128 @@ def test_only_quoted_history_gives_empty_text():
     assert strip_quotes(body) == ""
 
 
+def test_a_customer_paragraph_above_an_attribution_is_not_part_of_it():
+    """Attribution openers are whole words ("One", "Amazing" are not "On", "Am"), and a line
+    that opens an attribution of its own starts it, even with no blank line above it."""
+    one = ("Thanks, that helps.\n\nOne question remains:\n\nWhy is the 2024 invoice late?\n\n"
+           "On Mon, 3 Jun 2024 at 10:12, Acme Support wrote:\n\n> The invoice is on its way.\n")
+    assert strip_quotes(one) == ("Thanks, that helps.\n\nOne question remains:\n\n"
+                                 "Why is the 2024 invoice late?")
+    mention = ("Ask @ann in billing, she knows.\nI can test it again next week...\n"
+               "Op ma 3 jun. 2024 10:12 schreef \"Acme Support\" <help@acme.test> het\n"
+               "volgende:\n\n> Did the update help?\n")
+    assert strip_quotes(mention) == ("Ask @ann in billing, she knows.\n"
+                                     "I can test it again next week...")
+    short = "Next Tuesday.\n\n> On 3 Jun 2024, at 10:12, Acme <help@acme.test> wrote:\n> When?\n"
+    assert strip_quotes(short) == "Next Tuesday."
+
+
+def test_attributions_that_open_with_a_weekday_or_a_webmail_phrase():
+    """Gmail's weekday-first form (Russian, English), Horde's "Quoting", Lotus Notes' "wrote on"
+    and attribution verbs in Greek, Arabic, Vietnamese and Indonesian."""
+    reply = "The replacement arrived, thank you."
+    for attribution in (
+        "понедельник, 3 июня 2024 г. пользователь Acme Support написал:",
+        "Monday, 3 June 2024, Acme Support wrote:",
+        "Quoting Acme Support <help@acme.test>:",
+        "Zitat von Acme Support <help@acme.test>:",
+        "Acme Support/ACME wrote on 06/03/2024 10:12:00 AM:",
+        "Στις Δευ 3 Ιουν 2024 στις 10:12, ο/η Acme Support <help@acme.test> έγραψε:",
+        "في الاثنين، 3 يونيو 2024 10:12 ص Acme Support <help@acme.test> كتب:",
+        "Vào Th 2, 3 thg 6, 2024 vào lúc 10:12 Acme Support <help@acme.test> đã viết:",
+        "Pada tanggal Sen, 3 Jun 2024 10.12, Acme Support <help@acme.test> menulis:",
+    ):
+        body = f"{reply}\n\n{attribution}\n\nWe have shipped a new fuser.\n"
+        assert strip_quotes(body) == reply, attribution
+
+
+def test_customer_sentences_like_those_attributions_are_kept():
+    for body in (
+        "Monday, 3 June 2024 suits us; Tuesday works too.\nThe engineer wrote: bring a ladder.",
+        "Quoting the manual: the reset takes five minutes.\nIt took an hour.",
+        "My manager wrote on Monday: please escalate.\nSo please do.",
+        "Ann wrote on 3 June at 10:30: ship it.\nWe are still waiting.",
+        "Amazing work. Am I right that the 2024 prices changed: yes or no?",
+    ):
+        assert strip_quotes(body) == body, body
+
+
+def test_a_mailing_list_footer_below_an_underscore_rule_is_dropped():
+    body = ("How do I reset the counter?\n\n-Ann\n\n" + "_" * 47 + "\nprinters mailing list\n"
+            "printers@lists.example.org\nhttps://lists.example.org/mailman/listinfo/printers\n")
+    assert strip_quotes(body) == "How do I reset the counter?\n\n-Ann"
+
+
+def test_customer_text_below_an_underscore_rule_is_kept():
+    """A plain list or a postscript under a rule is the customer's, not a footer."""
+    for body in (
+        "Here is my order:\n\n" + "_" * 20 + "\nToner, black\nPaper, A4",
+        "See you then.\n\n" + "_" * 20 + "\nP.S. Call me at +44 20 7946 0000 first.",
+    ):
+        assert strip_quotes(body) == body, body
+
+
+def test_mobile_footers_in_more_languages_are_dropped():
+    reply = "Please call me back."
+    for footer in (
+        "Verstuurd vanaf mijn iPhone", "Wysłane z iPhone'a", "Odesláno z iPhonu",
+        "Inviato dal mio smartphone Samsung", "Trimis de pe iPhone-ul meu",
+        "Надіслано з iPhone", "iPhone'umdan gönderildi", "Az iPhone-omról küldve",
+        "Obtener Outlook para iOS", "Télécharger Outlook pour Android",
+        "Outlook für iOS herunterladen", "Von Outlook für Android gesendet",
+    ):
+        assert strip_quotes(f"{reply}\n\n{footer}") == reply, footer
+
+
+def test_a_sentence_that_starts_like_a_mobile_footer_is_kept():
+    body = "Hello,\n\nSent from my laptop but it never arrived.\nPlease resend the invoice."
+    assert strip_quotes(body) == body
+
+
+def test_a_help_desk_reply_above_this_line_marker_ends_the_reply():
+    body = ("Yes, Tuesday works.\n\n##- Please type your reply above this line -##\n\n"
+            "Your request 123 has been updated.\n")
+    assert strip_quotes(body) == "Yes, Tuesday works."
+    near = "Your form says to reply above this line, which confused me.\nIt still fails."
+    assert strip_quotes(near) == near
+
+
+def test_answers_between_quoted_lines_below_a_gmail_attribution():
+    """Gmail leaves a blank line under the attribution; an answer right after an empty "> "
+    line cannot be a wrapped quoted line."""
+    body = ("See my answers below.\n\nOn Mon, 3 Jun 2024 at 10:12, Acme <help@acme.test> wrote:"
+            "\n\n> Which model is it?\n>\nThe LX-200.\n\n> And the firmware?\n\n2.1.4\n")
+    assert strip_quotes(body) == "See my answers below.\n\nThe LX-200.\n\n2.1.4"
+
+
+def test_a_bottom_post_keeps_answers_below_a_second_unquoted_attribution():
+    body = (
+        "On Mon, 3 Jun 2024 at 10:12, Acme <help@acme.test> wrote:\n\n"
+        "It still fails after the update.\n\n"
+        "On Sun, 2 Jun 2024 at 09:00, Ann <ann@customer.test> wrote:\n\n"
+        "> Please try the update.\n>\nI did, twice.\n"
+    )
+    assert strip_quotes(body) == "It still fails after the update.\n\nI did, twice."
+
+
+def test_one_blank_line_stays_where_a_quote_was_removed():
+    body = "> Which browser?\n\nFirefox.\n\n> Which OS?\n\nUbuntu.\n"
+    assert strip_quotes(body) == "Firefox.\n\nUbuntu."
+
+
+def test_long_lines_and_many_lines_stay_fast():
+    """Every inbound mail runs these rules: a 100 KB line or 100 KB of short lines must not
+    trigger backtracking (a 100 KB line of "On " took minutes in the library's pattern)."""
+    import time
+
+    units = ("On ", "Sent from my ", "_", "<a@b.test> ", "Quoting Ann <", "1/2/2024 10:12 ",
+             "On x\n", "__________\n", "\n", "> q\n\nanswer\n")
+    started = time.perf_counter()
+    for unit in units:
+        strip_quotes("Hi\n\n" + unit * (100_000 // len(unit)))
+    assert time.perf_counter() - started < 10
+
+
 def test_gmail_html_quote_container_is_dropped():
     raw = (
         b"From: a@example.com\r\nTo: help@acme.test\r\nSubject: Re: x\r\nMIME-Version: 1.0\r\n"
@@ -193,8 +315,12 @@ def test_the_guarded_header_pattern_finds_what_the_librarys_finds():
 
 # Where we knowingly differ from upstream, and why.
 TRIMMER_DISAGREE = {
-    # We drop interleaved "> " lines: they are not the customer's words.
-    "quote_and_text",
+    # We drop interleaved "> " lines: they are not the customer's words. Upstream keeps them
+    # (and the quote of a bottom post) in the visible text.
+    "quote_and_text", "embedded_email_16", "embedded_email_17",
+    # ... and also "C> " lines (Supercite prefixes), which we leave in: a prefix of letters
+    # before ">" is too easily the customer's own text.
+    "embedded_email_7",
 }
 
 
@@ -212,7 +338,14 @@ def test_email_reply_trimmer_corpus():
             misses.append(Path(case["input"]).stem)
     share = hits / len(cases)
     print(f"email_reply_trimmer: {hits}/{len(cases)} = {share:.0%}; misses: {misses}")
-    assert share >= 0.88  # measured 58/64
+    assert share >= 0.91  # measured 60/64, all misses in TRIMMER_DISAGREE
+
+
+def _unchanged(got: str, body: str) -> bool:
+    """Upstream found nothing to remove: the reply is the whole body. Spaces at line ends are
+    not compared: strip_quotes drops them on purpose, a reader never sees them."""
+    return [x.rstrip() for x in got.strip().splitlines()] == [
+        x.rstrip() for x in body.strip().splitlines()]
 
 
 def _github_checks(case: dict, got: str, body: str) -> bool:
@@ -236,7 +369,7 @@ def _github_checks(case: dict, got: str, body: str) -> bool:
             elif (hidden and hidden[i]) or pattern.startswith("^On"):
                 ok &= not found
     if case.get("fragments") == 1:
-        ok &= got.strip() == body.strip()
+        ok &= _unchanged(got, body)
     return ok
 
 
@@ -262,8 +395,9 @@ def _share(name: str, cases: list[dict], check) -> float:
 def test_github_email_reply_parser_corpus():
     root = corpus("github_email_reply_parser")
     cases = json.loads((root / "_expectations" / "expectations.json").read_text())["cases"]
-    assert _share("github_email_reply_parser", cases, _github_checks) >= 0.72  # measured 17/22
-    # Misses: upstream hides "-Name" sign-offs and keeps interleaved quotes visible.
+    assert _share("github_email_reply_parser", cases, _github_checks) >= 0.77  # measured 18/22
+    # Misses: upstream hides "-Name" sign-offs (email_1_1, email_1_3) and keeps attributions
+    # and interleaved quotes visible (email_1_2, email_1_8).
 
 
 def _zapier_checks(case: dict, got: str, body: str) -> bool | None:
@@ -283,14 +417,14 @@ def _zapier_checks(case: dict, got: str, body: str) -> bool | None:
             elif hidden and hidden[i] and len(sub) > 3:
                 checks.append(sub not in got)
     if case.get("fragments") == 1:
-        checks.append(got.strip() == body.strip())
+        checks.append(_unchanged(got, body))
     return all(checks) if checks else None
 
 
 def test_zapier_email_reply_parser_corpus():
     root = corpus("zapier_email_reply_parser")
     cases = json.loads((root / "_expectations" / "expectations.json").read_text())["cases"]
-    assert _share("zapier_email_reply_parser", cases, _zapier_checks) >= 0.82  # measured 13/15
+    assert _share("zapier_email_reply_parser", cases, _zapier_checks) >= 0.93  # measured 15/15
 
 
 def _crisp_checks(case: dict, got: str, body: str) -> bool | None:
@@ -313,7 +447,7 @@ def _crisp_checks(case: dict, got: str, body: str) -> bool | None:
                 checks.append(not found)
     for a in case["asserts"]:
         if a["type"] == "fragment_count" and a["value"] == 1 and not first_fragment_known:
-            checks.append(got.strip() == body.strip())
+            checks.append(_unchanged(got, body))
     return all(checks) if checks else None
 
 
@@ -328,5 +462,7 @@ def test_crisp_email_reply_parser_corpus():
                 if a.get("value") == "COMMON_FIRST_FRAGMENT":
                     a["value"] = data["COMMON_FIRST_FRAGMENT"]
             cases.append({"input": case["input"][0], "asserts": asserts})
-    assert _share("crisp_email_reply_parser", cases, _crisp_checks) >= 0.90  # measured 64/69
-    # Misses include closings ("Regards, John") that upstream hides and we keep on purpose.
+    assert _share("crisp_email_reply_parser", cases, _crisp_checks) >= 0.94  # measured 66/69
+    # Misses: closings ("Regards, John") that upstream hides and we keep on purpose, an "—"
+    # signature we drop and upstream keeps (email_emoji), and email_2, whose fragment 0 ("Hi,")
+    # is only the part above a bottom post: our visible text rightly holds the answer below.
