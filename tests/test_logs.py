@@ -55,6 +55,27 @@ def test_text_lines_carry_the_ids_as_pairs_before_any_traceback():
     assert any("RuntimeError: boom" in line for line in rest)
 
 
+def test_text_lines_without_ids_read_as_loggings_own_format():
+    ours = logs.TextFormatter()
+    stdlib = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stdlib.formatTime = ours.formatTime  # type: ignore[method-assign]
+    try:
+        raise ValueError("bad")
+    except ValueError:
+        import sys
+
+        failure = sys.exc_info()
+    for record in (
+        logging.LogRecord("workestra.x", logging.INFO, __file__, 1, "a %s line", ("plain",), None),
+        logging.LogRecord("workestra.x", logging.WARNING, __file__, 1, "two\nlines", (), None),
+        logging.LogRecord("workestra.x", logging.ERROR, __file__, 1, "failed", (), failure,
+                          sinfo="Stack (most recent call last):\n  here"),
+    ):
+        want = stdlib.format(record)
+        record.exc_text = None
+        assert ours.format(record) == want
+
+
 def _json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
