@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.inbound.bounce import delivery_failed
 from gateway.inbound.classify import classify
 from gateway.inbound.parse import parse
 from tests.conftest import corpus
@@ -44,24 +45,40 @@ def test_auto_submitted_no_and_suppress_header_alone_stay_normal():
 
 
 @pytest.mark.parametrize(
-    "subject",
-    ["Out of Office: My order", "Automatic reply: ticket 12", "Abwesenheitsnotiz: Anfrage",
-     "Automatische Antwort: Rechnung", "Réponse automatique : commande",
-     "Respuesta automática: pedido", "Risposta automatica: ordine", "Automatisch antwoord: x",
-     "Resposta automática: pedido", "Automatiskt svar: order", "AW: Out of office"],
+    "subject, body",
+    [("Out of Office: My order", "I am currently out of the office until 3 June."),
+     ("Automatic reply: ticket 12", "This is an automatic reply. I'll answer when I'm back."),
+     ("Abwesenheitsnotiz: Anfrage", "Ich bin bis zum 12. Mai nicht im Büro."),
+     ("Automatische Antwort: Rechnung", "Vielen Dank. Ich bin vom 1. bis 5. Juli im Urlaub."),
+     ("Réponse automatique : commande", "Je suis absente jusqu'au 4 août."),
+     ("Respuesta automática: pedido", "Estoy fuera de la oficina hasta el lunes."),
+     ("Risposta automatica: ordine", "Sono fuori ufficio fino al 10 giugno."),
+     ("Automatisch antwoord: x", "Ik ben afwezig tot en met vrijdag."),
+     ("Resposta automática: pedido", "Estou ausente até segunda-feira."),
+     ("Automatiskt svar: order", "Jag är ledig till och med 15 juli."),
+     ("Out of office", "I'm on annual leave with limited access to email.")],
 )
-def test_out_of_office_subjects(subject):
-    kind, reasons = classify(mail(f"From: a@example.com\nSubject: {subject}"))
+def test_out_of_office_subjects(subject, body):
+    kind, reasons = classify(mail(f"From: a@example.com\nSubject: {subject}", body))
     assert kind == "auto_reply" and "ooo-subject" in reasons
 
 
+def test_out_of_office_subject_with_exchange_suppress_header():
+    headers = "From: a@example.com\nSubject: Automatic reply: x\nX-Auto-Response-Suppress: All"
+    assert classify(mail(headers, "Back Monday."))[0] == "auto_reply"
+
+
 @pytest.mark.parametrize(
-    "subject",
-    ["Out of office hours support?", "Question about your auto reply feature",
-     "Re: undeliverable parcel", "I was on vacation, now the app fails"],
+    "subject, body",
+    [("Out of office hours support?", "Hello"),
+     ("Question about your auto reply feature", "Hello"),
+     ("Re: undeliverable parcel", "Hello"),
+     ("I was on vacation, now the app fails", "Hello"),
+     ("I was out of office last week, my printer broke", "I am back now and it won't print."),
+     ("Abwesend war ich, jetzt fehlt die Rechnung", "Während ich abwesend war, kam keine.")],
 )
-def test_customer_subjects_that_mention_these_words_stay_normal(subject):
-    assert classify(mail(f"From: a@example.com\nSubject: {subject}"))[0] == "normal"
+def test_customer_subjects_that_mention_these_words_stay_normal(subject, body):
+    assert classify(mail(f"From: a@example.com\nSubject: {subject}", body))[0] == "normal"
 
 
 def test_dsn_bounce():
@@ -82,12 +99,89 @@ def test_null_return_path_is_a_bounce_unless_auto_submitted():
     assert ooo[0] == "auto_reply"
 
 
+FAILURE_REPORT = ("Your message could not be delivered to the following recipients:\n"
+                  "  bob@example.org\nRemote host said: 550 5.1.1 <bob@example.org> User unknown")
+
+
+def test_bounce_subject_from_a_null_or_mangled_sender():
+    # sendmail writes "From: <>" with Auto-Submitted; old Exchange mangles the postmaster.
+    null = "From: <>\nSubject: Returned mail: see transcript for details"
+    assert classify(mail(null + "\nAuto-Submitted: auto-generated (failure)"))[0] == "bounce"
+    assert "bounce-subject" in classify(mail(null, FAILURE_REPORT))[1]
+    mangled = "From: <Postmaster\\@mx.example.org@mx.example.org>\nSubject: Mail Delivery Warning"
+    assert classify(mail(mangled, "Delivery has been postponed."))[0] == "bounce"
+
+
+def test_bounce_subject_from_a_role_name_needs_a_failure_report():
+    admin = "From: <admin@bank.example>\nSubject: Non-Delivery: your message"
+    assert classify(mail(admin, FAILURE_REPORT))[0] == "bounce"
+    gateway = "From: Symantec_AntiVirus_for_SMTP_Gateways@x.example\nSubject: Delivery failure"
+    assert classify(mail(gateway, "Please do not resend."))[0] == "bounce"
+
+
+@pytest.mark.parametrize(
+    "sender, subject",
+    [("Office Admin <admin@smallshop.example>", "Delivery failed: order 5531"),
+     ("Acme Systems <orders@acmesystems.example>", "Undeliverable parcel 77"),
+     ("Gateway Logistics <info@gateway-logistics.example>", "Delivery notification"),
+     ("Foreign Exchange Desk <fx@bank.example>", "Delivery report for March"),
+     ("Bob <bob@smtp-hosting.example>", "Undelivered goods")],
+)
+def test_parcel_delivery_subjects_from_people_stay_normal(sender, subject):
+    body = "The courier says the parcel could not be delivered. Please send it again."
+    assert classify(mail(f"From: {sender}\nSubject: {subject}", body))[0] == "normal"
+
+
+def test_a_postmaster_answering_us_is_a_person_unless_it_reports_a_failure():
+    human = "From: Postmaster <postmaster@customer.example>\nSubject: Re: blocked mails"
+    assert classify(mail(human, "We whitelisted your server, please try again."))[0] == "normal"
+    assert classify(mail(human, FAILURE_REPORT))[0] == "bounce"
+    assert classify(mail("From: postmaster@x.example\nSubject: Mail failure"))[0] == "bounce"
+    assert classify(mail("From: MAILER-DAEMON@x.example\nSubject: Re: x"))[0] == "bounce"
+
+
+def test_read_receipts_and_other_reports_are_automatic():
+    raw = (
+        "From: Jane <jane@example.com>\nSubject: Read: My order is late\n"
+        'Content-Type: multipart/report; report-type=disposition-notification; boundary="b"\n\n'
+        "--b\nContent-Type: text/plain\n\nYour message was read.\n--b\n"
+        "Content-Type: message/disposition-notification\n\n"
+        "Final-Recipient: rfc822; jane@example.com\nDisposition: manual-action/MDN-sent-manually;"
+        " displayed\n--b--\n"
+    )
+    assert classify(parse(raw.encode())) == ("auto_reply", ["machine-report"])
+
+
 def test_list_mail():
     assert classify(mail(CUSTOMER + "\nList-Id: <users.lists.example.org>"))[0] == "list"
     both = CUSTOMER + "\nList-Unsubscribe: <mailto:u@x>\nPrecedence: list"
     assert classify(mail(both)) == ("list", ["list-unsubscribe"])
     # A one-to-one sender with List-Unsubscribe alone is still a person writing to us.
     assert classify(mail(CUSTOMER + "\nList-Unsubscribe: <mailto:u@x>"))[0] == "normal"
+
+
+GROUP = ("\nList-Id: <support-team.customer.example>\nPrecedence: list"
+         "\nList-Unsubscribe: <mailto:support-team+unsubscribe@customer.example>"
+         "\nIn-Reply-To: <t-42.abc@acme.test>")
+
+
+def test_a_reply_to_our_mail_through_a_corporate_group_is_the_customer():
+    ours = {"t-42.abc@acme.test"}.__contains__
+    assert classify(mail(CUSTOMER + GROUP), is_own_message_id=ours) == ("normal", [])
+    assert classify(mail(CUSTOMER + GROUP), own_domains={"acme.test"})[0] == "normal"
+    # Not a reply to us: list traffic. A robot on the list is still caught by its headers.
+    assert classify(mail(CUSTOMER + GROUP))[0] == "list"
+    robot = CUSTOMER + GROUP + "\nAuto-Submitted: auto-replied"
+    assert classify(mail(robot), is_own_message_id=ours)[0] == "auto_reply"
+
+
+def test_only_a_failed_action_marks_our_mail_bounced():
+    report = "Reporting-MTA: dns; mx.example\n\nFinal-Recipient: rfc822; a@b.example\n"
+    assert not delivery_failed((report + "Action: delayed\nStatus: 4.4.7\n").encode())
+    assert not delivery_failed((report + "Action: delivered\nStatus: 2.0.0\n").encode())
+    assert delivery_failed((report + "Action: failed\nStatus: 5.1.1\n").encode())
+    assert delivery_failed((report + "Action: failure\nStatus: 553\n").encode())  # seen in use
+    assert delivery_failed(b"Subject: failure notice\n\nSorry, no mailbox here by that name.")
 
 
 def test_loops_win_over_everything():
@@ -120,21 +214,38 @@ def test_flufl_bounce_corpus_is_recognised_as_bounces():
     share = kinds.count("bounce") / len(files)
     ignored = sum(k != "normal" for k in kinds) / len(files)
     print(f"flufl_bounce: bounce {share:.0%}, not normal {ignored:.0%} of {len(files)}")
-    assert share >= 0.95 and ignored >= 0.97  # measured 98/101 bounce, 99/101 not normal
+    # The one miss, simple_20, comes from a person-like address with a "RE: ..." subject and
+    # a two-line text: nothing a customer's mail could not also have.
+    assert share >= 0.98 and ignored >= 0.98  # measured 100/101 bounce, 100/101 not normal
+
+
+# Mail upstream parses but that is no customer's; the header that proves it.
+ZAMMAD_ROBOTS = {
+    "mail018.box": "bounce",      # multipart/report; report-type=delivery-status, postmaster
+    "mail019.box": "bounce",      # Return-Path: <> (spam with a null envelope sender)
+    "mail035.box": "bounce",      # Return-Path: <> (loan spam)
+    "mail043.box": "auto_reply",  # Precedence: bulk (a newsletter, List-Unsubscribe too)
+    "mail052.box": "bounce",      # From: MAILER-DAEMON, Return-Path: <>
+    "mail053.box": "bounce",      # multipart/report; report-type=delivery-status
+    "mail063.box": "bounce",      # multipart/report; report-type=delivery-status
+    "mail089.box": "auto_reply",  # Auto-Submitted: auto-generated (ServiceNow notification)
+    "mail090.box": "auto_reply",  # Auto-Submitted: auto-generated (ServiceNow notification)
+    "mail092.box": "bounce",      # multipart/report; report-type=delivery-status
+}
 
 
 def test_zammad_customer_mail_is_not_taken_for_robots():
     zammad = corpus("zammad")
     root = zammad / "test" / "data" / "mail"
     data = json.loads((zammad / "_expectations" / "expectations.json").read_text())
-    bounces = {Path(b["input"]).name for b in data["behaviour_labels"]}
+    labelled = {Path(b["input"]).name: b["label"] for b in data["behaviour_labels"]}
     results = {p.name: classify(parse(p.read_bytes())) for p in sorted(root.glob("*.box"))}
-    for name in bounces & results.keys():
-        if "bounce" in next(b["label"] for b in data["behaviour_labels"]
-                            if Path(b["input"]).name == name):
+    for name, label in labelled.items():
+        if "bounce" in label and name in results:
             assert results[name][0] == "bounce", name
-    others = [r for n, r in results.items() if n not in bounces]
+    for name, kind in ZAMMAD_ROBOTS.items():
+        assert results[name][0] == kind, (name, results[name])
+    others = [r for n, r in results.items() if n not in labelled and n not in ZAMMAD_ROBOTS]
     normal = sum(kind == "normal" for kind, _ in others) / len(others)
     print(f"zammad non-bounce mail classified normal: {normal:.0%} of {len(others)}")
-    # The rest are spam with null senders and ticket-system notifications with Precedence: bulk.
-    assert normal >= 0.88  # measured 86/96
+    assert normal >= 0.98  # measured 86/86

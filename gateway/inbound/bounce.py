@@ -14,6 +14,9 @@ from storage.models import OutboundMessage
 _QUOTED_ID = re.compile(rb"^Message-ID:\s*<([^<>\s]+)>", re.IGNORECASE | re.MULTILINE)
 _DIAGNOSTIC = re.compile(rb"^(?:Diagnostic-Code|Status):\s*(.+(?:\r?\n[ \t].+)*)",
                          re.IGNORECASE | re.MULTILINE)
+# RFC 3464 §2.3.3: one Action per recipient; these say the mail is still on its way or arrived.
+_ACTION = re.compile(rb"^Action:\s*([a-z]+)", re.IGNORECASE | re.MULTILINE)
+_NOT_FAILED = frozenset({b"delayed", b"delivered", b"relayed", b"expanded"})
 
 
 def bounced_mail(mail: InboundMail, ctx: Context) -> OutboundMessage | None:
@@ -42,15 +45,26 @@ def diagnostic(raw: bytes) -> str:
     return (codes[0] if codes else "no reason given")[:300]
 
 
+def delivery_failed(raw: bytes) -> bool:
+    """False for a report whose recipients are all delayed, delivered, relayed or expanded:
+    a "still trying" warning or a receipt must not mark our mail bounced. A report with no
+    Action field (a plain-text bounce) or an unknown one ("failure") is taken as a failure."""
+    actions = {m.group(1).lower() for m in _ACTION.finditer(raw)}
+    return not actions or not actions <= _NOT_FAILED
+
+
 def bounce(mail: InboundMail, ctx: Context) -> None:
     if mail.classification != "bounce" or ctx.store is None or ctx.s is None:
         return
     outbound = bounced_mail(mail, ctx)
     if outbound is None:
         return  # not about our mail: the gate records it as an ignored bounce
+    mail.ticket_id = outbound.ticket_id
+    if not delivery_failed(mail.raw):
+        raise Stop("ignored", f"delivery report for outbound mail #{outbound.id} to "
+                              f"{outbound.rcpt_to}: not a failure, nothing marked")
     reason = diagnostic(mail.raw)
     if ctx.intake is not None:
         ctx.intake.record_bounce(ctx.s, outbound, reason)
-    mail.ticket_id = outbound.ticket_id
     raise Stop("ignored", f"bounce: outbound mail #{outbound.id} to {outbound.rcpt_to} "
                           f"({outbound.kind}) marked bounced: {reason}")
