@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.inbound import forward
 from gateway.inbound.forward import original_sender
 from gateway.inbound.mail import Address, ParsedMail
 from gateway.inbound.parse import parse
@@ -118,6 +119,70 @@ def test_yahoo_run_together_bare_address_is_not_guessed():
     assert original_sender(mail(body, "ordine")) is None
 
 
+@pytest.mark.parametrize(
+    "quoted",
+    [
+        "From: Shipping Partner <noreply@shipper.test>\nSent: Monday, 3 June 2024 10:12\n"
+        "To: Jane Customer\nSubject: delay\n\nYour parcel is delayed.\n",
+        "On Mon, 3 Jun 2024 at 10:12, Bob Vendor <bob@vendor.test> wrote:\n> delayed\n",
+    ],
+)
+def test_yahoo_header_on_the_marker_line_comes_before_what_the_body_quotes(quoted: str):
+    body = (
+        "----- Forwarded Message ----- From: Jane Customer <jane@customer.test> "
+        "To: agent@acme.test Subject: problem\nHi, my parcel is late, see below.\n\n" + quoted
+    )
+    want = Address("Jane Customer", "jane@customer.test")
+    assert original_sender(mail(body, "Fwd: problem")) == want
+
+
+def test_yahoo_marker_line_without_a_certain_address_is_not_guessed_from_below():
+    below = "\nFrom: Shipping Partner <noreply@shipper.test>\nSent: Monday\nTo: Jane\n"
+    name_only = "----- Forwarded Message ----- From: Jane Customer To: agent@acme.test\nhi\n"
+    assert original_sender(mail(name_only + below, "Fwd: problem")) is None
+    # A bracketed address after the next field is that field's ("To: Bob <bob@...>").
+    bare = "----- Forwarded Message ----- From: jane@customer.test To: Bob <bob@acme.test>\nhi\n"
+    assert original_sender(mail(bare, "Fwd: problem")) is None
+
+
+def test_outlook_from_with_a_name_and_no_address_ends_the_search():
+    block = (
+        "From: Jane Customer\nSent: Monday, 3 June 2024 10:12\nTo: Support\nSubject: order\n\n"
+        "see what your reseller told me:\n\nFrom: Reseller Sales <sales@reseller.test>\n"
+        "Sent: Monday, 3 June 2024 09:00\nTo: Jane Customer\nSubject: order\n\nhi\n"
+    )
+    assert original_sender(mail(block, "FW: order")) is None
+    assert original_sender(mail("Please handle.\n\n" + block, "FW: order")) is None
+    assert original_sender(mail("-----Original Message-----\n" + block, "FW: order")) is None
+    # The address wrapped onto the next line is still found.
+    wrapped = block.replace("Jane Customer\n", "Jane Customer\n<jane@customer.test>\n", 1)
+    want = Address("Jane Customer", "jane@customer.test")
+    assert original_sender(mail(wrapped, "FW: order")) == want
+    # A From line of prose heads no header block: the forward below it still counts.
+    prose = (
+        "Hi,\nFrom: now on, write to me.\n\n---------- Forwarded message ---------\n"
+        "From: Jane Customer <jane@customer.test>\nDate: Mon, 3 Jun 2024 at 10:12\n"
+    )
+    assert original_sender(mail(prose)) == want
+
+
+@pytest.mark.parametrize(
+    "next_line",
+    [
+        "[cid:image001.png@01D9ABCD.12345670]",
+        "[CID:image001.png@01D9ABCD.ABCDEFAB]",
+        "<jane@localhost>",
+        "<jane@example.c0m>",
+    ],
+)
+def test_wrapped_line_that_is_no_real_address_is_not_taken(next_line: str):
+    body = (
+        "---------- Forwarded message ---------\nFrom: Jane Customer\n"
+        f"{next_line}\nDate: Mon, 3 Jun 2024 at 10:12\nSubject: order\n\nhi\n"
+    )
+    assert original_sender(mail(body)) is None
+
+
 def test_outlook_forward_with_only_the_rule_above():
     body = (
         "________________________________\nFrom: Doe, Sam <sam.doe@example.com>\n"
@@ -219,11 +284,19 @@ def test_ordinary_mail_mentioning_from_is_not_a_forward():
         " " * 100_000 + "x",
         "From: [x](mailto:" + "a" * 100_000,
         "----- Forwarded Message ----- " + "de de: " * 14_000,
+        "<a@b" + " " * 60_000 + "x",
+        "From: <a@b" + " " * 60_000 + "x",
+        "----- Forwarded Message ----- From: <a@b" + " " * 60_000 + "x",
+        "From: <a@b" + " " * 60_000 + "<mailto:" + " " * 60_000 + "x",
+        "---------- Forwarded message ---------\nFrom: Jane\n<a@b" + " " * 60_000 + "x",
+        "---------- Forwarded message ---------\nFrom: Jane\n<a@" + "b." * 50_000 + "1>",
     ],
 )
 def test_long_lines_do_not_backtrack(line: str):
     started = time.monotonic()
     original_sender(mail(line + "\n", "Fwd: x"))
+    for pattern in (forward._ANGLE, forward._WRAPPED_ADDRESS):
+        pattern.search(line)
     assert time.monotonic() - started < 2
 
 

@@ -70,9 +70,12 @@ _FROM_KEY = re.compile(
 # Yahoo runs the whole header block into the marker line: "----- Forwarded ----- From: ...".
 _INLINE_FROM = re.compile(rf"(?<!\w)(?:{_FROM_WORDS})\s*[:：]\s*(?P<value>.+)", re.IGNORECASE)
 # A From value that wrapped: its address alone on the next line ("From: Jane Customer" and
-# then "<jane@example.com>").
+# then "<jane@example.com>"). Only a real address: Outlook's inline image reference
+# "[cid:image001.png@01D9ABCD.12345670]" can stand on that line too, so no cid:, and the domain
+# must end in a dot and a TLD of letters.
 _WRAPPED_ADDRESS = re.compile(
-    r"^\s*+(?:>\s*+)?+(?P<value>[<\[(]\s*(?:mailto:)?[^\s<>\[\]()@]+@[^\s<>\[\]()]+\s*[>\])])\s*$"
+    r"^\s*+(?:>\s*+)?+(?P<value>[<\[(]\s*+(?:mailto:)?+(?!(?i:cid):)[^\s<>\[\]()@]++@"
+    r"(?:[^\W_][\w-]*+\.)++[^\W\d_]{2,}+\s*+[>\])])\s*+$"
 )
 # Any header field line ("Sent: ...", "Másolatot kap: ...", "Date : ..."); bounded, so cheap.
 _HEADER_FIELD = re.compile(
@@ -83,9 +86,12 @@ _WROTE = re.compile(
     r"|napsal|napísal|írta|yazdı|написал|написав|a scris|kirjutas|je napisao)",
     re.IGNORECASE,
 )
-# A bracketed address: <a@b>, [mailto:a@b], Outlook's <a@b<mailto:a@b>>, "< a@b >".
+# A bracketed address: <a@b>, [mailto:a@b], Outlook's <a@b<mailto:a@b>>, "< a@b >". Possessive
+# blanks: two optional runs of spaces around the mailto must not re-split a long run of blanks
+# on every failed match ("<a@b" and 60 000 spaces). No cid: image reference.
 _ANGLE = re.compile(
-    r"[<\[]\s*(?:mailto:)?(?P<addr>[^<>\[\]\s@]+@[^<>\[\]\s]+?)\s*(?:<mailto:[^<>]*>)?\s*[>\]]"
+    r"[<\[]\s*+(?:mailto:)?+(?!(?i:cid):)(?P<addr>[^<>\[\]\s@]++@[^<>\[\]\s]+?)"
+    r"\s*+(?:<mailto:[^<>]*+>)?+\s*+[>\]]"
 )
 # Starts only where an address's local part can start, so a long word is scanned once.
 _BARE = re.compile(r"(?<![\w.+'-])(?P<addr>[\w.+'-]+@[\w-]+(?:\.[\w-]+)+)")
@@ -121,17 +127,34 @@ def original_sender(mail: ParsedMail) -> Address | None:
                 return None  # Outlook's separator over a reply's quote
             # Unmarked, only a whole header block at the top counts: a mail that opens with
             # "On ..., Ann wrote:" is a bottom-posted reply, a lone "From:" line is just text.
-            top_block = not (written_above or reply) and from_key is not None and any(
+            header_block = from_key is not None and any(
                 _HEADER_FIELD.match(x) for x in lines[i + 1 : i + 6]
             )
+            top_block = not (written_above or reply) and header_block
             if not (marker or subject_says or top_block):
                 return None  # a quoted reply's header, not a forward
             rest = line[marker.end() :] if marker else ""
-            found = _sender_in_block(lines[i : i + 12], rest)
+            found, named = _sender_in_block(lines[i : i + 12], rest)
             if found is not None:
                 return found
+            if named and (marker or _fields_follow(lines[i + 1 : i + 3])):
+                # The forward's own header names its sender without an address (Outlook's
+                # "From: Jane Customer"): any address further down is someone the original
+                # sender quoted, not them.
+                return None
         written_above = written_above or _is_written(line)
     return None
+
+
+def _fields_follow(following: list[str]) -> bool:
+    """Whether header fields follow a From line directly (a wrapped address may come first),
+    so it heads a header block rather than being a line of prose."""
+    for line in following:
+        if not line.strip():
+            return False
+        if _HEADER_FIELD.match(line):
+            return True
+    return False
 
 
 def _from_attached_message(mail: ParsedMail) -> Address | None:
@@ -157,20 +180,28 @@ def _is_attribution(line: str) -> bool:
     )
 
 
-def _sender_in_block(block: list[str], marker_rest: str) -> Address | None:
-    """The From field of a forwarded header block, or the person named in an attribution."""
+def _sender_in_block(block: list[str], marker_rest: str) -> tuple[Address | None, bool]:
+    """The From field of a forwarded header block, or the person named in an attribution;
+    and whether the block named a sender at all (a From field or an attribution, with an
+    address that could be read or not)."""
+    # Yahoo's header run into the marker line is the forward's own: it comes before any
+    # From line or attribution further down, which the original sender quoted.
+    inline = _INLINE_FROM.search(marker_rest)
+    if inline:
+        value = _unlinked(inline.group("value"))
+        angle = _ANGLE.search(value)
+        # Run-together fields leave no space after a bare address ("a@b.comTo: ..."): only a
+        # bracketed one is certain, and only before the next field ("a@bTo: Bob <bob@c>").
+        if angle and not re.search(r"[:：]", value[: angle.start()]):
+            return _address(value), True
+        return None, True
     for n, line in enumerate(block):
         match = _FROM_KEY.match(line)
         if match:
-            return _address(_unwrapped(match.group("value"), block[n + 1 : n + 2]))
+            return _address(_unwrapped(match.group("value"), block[n + 1 : n + 2])), True
         if _is_attribution(line):
-            return _address(line, attribution=True)
-    inline = _INLINE_FROM.search(marker_rest)
-    # Run-together fields leave no space after a bare address ("a@b.comTo: ..."): only a
-    # bracketed one is certain.
-    if inline and _ANGLE.search(_unlinked(inline.group("value"))):
-        return _address(inline.group("value"))
-    return None
+            return _address(line, attribution=True), True
+    return None, False
 
 
 def _unwrapped(value: str, following: list[str]) -> str:
