@@ -45,7 +45,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from gateway.inspect import inspect_files
 
-    results = inspect_files(args.files, _settings(args))
+    results = inspect_files(args.files, _settings(args), args.mail_from)
     for result in results:
         print(json.dumps(result, ensure_ascii=False))
     return 1 if any("error" in r for r in results) else 0
@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="show what the pipeline would decide for .eml files")
     inspect.add_argument("files", nargs="+", metavar="FILE.eml")
     inspect.add_argument("--data-dir", help="data directory whose tickets threading looks at")
+    inspect.add_argument("--mail-from", metavar="ADDRESS",
+                         help="the SMTP envelope sender to judge the files by (default: "
+                              "their Return-Path, else their From)")
     inspect.set_defaults(func=cmd_inspect)
 
     migrate = sub.add_parser("migrate", help="bring the database to the newest schema")
@@ -117,3 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `workestra ... | head`: the reader has all it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush is quiet
+        return 141

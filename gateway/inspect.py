@@ -1,4 +1,9 @@
-"""`workestra inspect`: what the inbound pipeline would decide for a file, storing nothing."""
+"""`workestra inspect`: what the inbound pipeline would decide for a file, storing nothing.
+
+A file has no SMTP envelope. Its sender is taken from `--mail-from`, else from the
+Return-Path header a delivering server adds, else from the From address, as a mail sent
+straight by its author would have; the output names which (`envelope_sender`).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +16,11 @@ from gateway.config import Settings
 from gateway.inbound.context import Context
 from gateway.inbound.forward import original_sender
 from gateway.inbound.mail import InboundMail
+from gateway.inbound.parse import parse
 from gateway.inbound.pipeline import INSPECT_STEPS, run_steps
 from storage.engine import make_engine
-from storage.store import Store
+from storage.models import Ticket
+from storage.store import Store, held
 
 
 def _store(settings: Settings) -> Store | None:
@@ -24,13 +31,29 @@ def _store(settings: Settings) -> Store | None:
     return Store(make_engine(settings.database_url))
 
 
-def inspect_bytes(raw: bytes, settings: Settings, store: Store | None) -> dict:
-    mail = InboundMail(raw=raw)
+def envelope_sender(raw: bytes, given: str | None) -> tuple[str, str]:
+    """The envelope sender to judge the file by, and where it came from."""
+    if given is not None:
+        return given, "--mail-from"
+    parsed = parse(raw)
+    path = parsed.header("Return-Path").strip().strip("<>").strip()
+    if parsed.header("Return-Path"):
+        return path, "Return-Path"
+    return (parsed.from_.address if parsed.from_ else ""), "From (no envelope in a file)"
+
+
+def inspect_bytes(raw: bytes, settings: Settings, store: Store | None,
+                  mail_from: str | None = None) -> dict:
+    sender, source = envelope_sender(raw, mail_from)
+    mail = InboundMail(raw=raw, mail_from=sender)
+    status = None
     if store is None:
         run_steps(mail, Context(None, settings), INSPECT_STEPS)
     else:
         with Session(store.engine) as s:  # rolled back on close: nothing is written
             run_steps(mail, Context(store, settings, None, s), INSPECT_STEPS)
+            ticket = held(s, Ticket, mail.ticket_id) if mail.ticket_id else None
+            status = ticket.status if ticket is not None else None
     p = mail.parsed
     assert p is not None
     forwarded = original_sender(p)
@@ -54,26 +77,35 @@ def inspect_bytes(raw: bytes, settings: Settings, store: Store | None) -> dict:
         "dkim": mail.dkim.summary if mail.dkim else None,
         "sender_known": mail.known_sender,
         "held": mail.hold_reason,
+        "envelope_sender": {"address": sender, "from": source},
         "defects": p.defects,
-        "decision": decision(mail, store is not None),
+        "decision": decision(mail, store is not None, status),
     }
 
 
-def decision(mail: InboundMail, with_store: bool) -> str:
-    """In one line, what the gateway would do with the message."""
+def decision(mail: InboundMail, with_store: bool, status: str | None = None) -> str:
+    """In one line, what the gateway would do with the message: the same choices, in the same
+    order, as gateway/inbound/deliver.py makes them (`status` is the threaded ticket's)."""
     if mail.classification != "normal":
         return f"ignored: {mail.classification} ({', '.join(mail.rule_hits)})"
     if with_store and mail.workspace_id is None:
         return "ignored: not addressed to any support address"
-    if mail.thread.reference:
-        if mail.hold_reason:
-            return f"held as internal note on {mail.thread.reference}: {mail.hold_reason}"
-        return f"reply on {mail.thread.reference} (by {mail.thread.method})"
+    ref = mail.thread.reference
     who = mail.original_sender or mail.sender or (mail.parsed.from_ if mail.parsed else None)
-    return f"new ticket for {who.address if who else 'an unknown sender'}"
+    new = f"new ticket for {who.address if who else 'an unknown sender'}"
+    if ref and mail.thread.method == "subject" and with_store and not mail.known_sender:
+        return f"{new}: a stranger naming {ref} in the subject is not its reply"
+    if ref and status == "closed":
+        return f"{new}, linked to {ref}, which is closed"
+    if ref:
+        if mail.hold_reason:
+            return f"held as internal note on {ref}: {mail.hold_reason}"
+        return f"reply on {ref} (by {mail.thread.method})"
+    return new
 
 
-def inspect_files(paths: list[str], settings: Settings) -> list[dict]:
+def inspect_files(paths: list[str], settings: Settings, mail_from: str | None = None
+                  ) -> list[dict]:
     store = _store(settings)
     results = []
     for path in paths:
@@ -82,7 +114,7 @@ def inspect_files(paths: list[str], settings: Settings) -> list[dict]:
         except OSError as e:
             results.append({"file": path, "error": e.strerror or str(e)})
             continue
-        results.append({"file": path, **inspect_bytes(raw, settings, store)})
+        results.append({"file": path, **inspect_bytes(raw, settings, store, mail_from)})
     if store is not None:
         store.engine.dispose()
     return results

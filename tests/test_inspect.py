@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import customer_mail
 
 
@@ -51,3 +53,41 @@ def test_inspect_reports_every_decision_without_storing(tmp_path):
 def test_inspect_reports_an_unreadable_file_and_exits_1(tmp_path):
     r, [result] = run_inspect(tmp_path, tmp_path / "missing.eml")
     assert r.returncode == 1 and "error" in result
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_inspect_decides_as_delivery_does_for_subject_only_replies(tmp_path, services):
+    """The same files, inspected against the data dir and then delivered: the same outcome.
+    Only the subject names the ticket, so who sent it (From and envelope) decides."""
+    from tests.test_pipeline import deliver
+
+    first = deliver(services, customer_mail("Printer is on fire", "Room 4."))
+    subject = "Re: [TKT-0001] Printer is on fire"
+    cases = {  # file -> (its bytes, the envelope sender delivery sees, what both say)
+        "customer.eml": (customer_mail(subject, "It works now."), "jane@customer.test",
+                         ("reply on TKT-0001", "comment", "reply on TKT-0001")),
+        "stranger.eml": (customer_mail(subject, "Me too.", sender="Mallory <m@evil.test>"),
+                         "m@evil.test", ("new ticket for m@evil.test", "new_ticket", "")),
+        "forged.eml": (customer_mail(subject, "Close it."), "attacker@evil.test",
+                       ("held as internal note on TKT-0001", "comment",
+                        "held as internal note on TKT-0001")),
+    }
+    data = tmp_path / "data"
+    for name, (msg, envelope, _) in cases.items():
+        if name != "customer.eml":  # a delivering server's Return-Path, as a saved mail has
+            msg["Return-Path"] = f"<{envelope}>"
+        (tmp_path / name).write_bytes(msg.as_bytes())
+    r, results = run_inspect(tmp_path, *(tmp_path / n for n in cases),
+                             env={"WORKESTRA_DATA_DIR": str(data)})
+    assert r.returncode == 0, r.stderr
+    for result, (name, (msg, envelope, want)) in zip(results, cases.items(), strict=True):
+        decision, outcome, reason = want
+        assert result["decision"].startswith(decision), (name, result["decision"])
+        row = deliver(services, msg, mail_from=envelope)
+        assert row.outcome == outcome and row.reason.startswith(reason), (name, row.reason)
+    assert results[0]["envelope_sender"]["from"].startswith("From")
+    assert results[1]["envelope_sender"] == {"address": "m@evil.test", "from": "Return-Path"}
+    r, [judged] = run_inspect(tmp_path, tmp_path / "customer.eml", "--mail-from",
+                              "attacker@evil.test", env={"WORKESTRA_DATA_DIR": str(data)})
+    assert judged["decision"].startswith("held as internal note on TKT-0001"), judged
+    assert first.outcome == "new_ticket"
