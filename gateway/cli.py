@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 
@@ -34,8 +35,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from gateway.worker import WorkerError, work
 
+    settings = _settings(args)
+    if not os.environ.get("WORKESTRA_PUBLIC_URL"):
+        # A worker alone cannot know where `serve` answers: its mail's links would guess.
+        logging.getLogger("workestra.worker").warning(
+            "WORKESTRA_PUBLIC_URL is not set: links in mail will point to %s; set it to the "
+            "address customers reach the portal at", settings.public_url)
     try:
-        asyncio.run(work(_settings(args)))
+        asyncio.run(work(settings))
     except WorkerError as e:
         print(f"workestra: {e}", file=sys.stderr)
         return 1
