@@ -350,8 +350,9 @@ def test_dashboard_portal_card_and_snippets(app, services):
     assert f'value="{base}/portal/acme/submit"' in page
     assert 'data-copy="portal-link"' in page and "Copy Link" in page
     assert f"&lt;iframe src=&#34;{base}/portal/acme/submit?embed=1&#34;" in page
-    assert (f"&lt;script src=&#34;{base}/static/widget.js&#34; data-workspace=&#34;acme&#34; "
+    assert (f"&lt;script src=&#34;{base}/portal/acme/widget.js&#34; "
             "async&gt;&lt;/script&gt;") in page
+    assert "min-height:720px" in page
 
 
 def test_availability_toggle(app, services):

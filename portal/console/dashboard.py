@@ -21,10 +21,10 @@ def snippets(public_url: str, slug: str) -> dict[str, str]:
     portal = f"{public_url}/portal/{slug}/submit"
     return {
         "portal": portal,
-        "iframe": (f'<iframe src="{portal}?embed=1" title="Contact support" width="100%" '
-                   'height="640" style="border:0" loading="lazy"></iframe>'),
-        "widget": (f'<script src="{public_url}/static/widget.js" data-workspace="{slug}" '
-                   "async></script>"),
+        # The same one-liners as the README's: the script finds its workspace in its address.
+        "iframe": (f'<iframe src="{portal}?embed=1" title="Contact support" '
+                   'style="width:100%;min-height:720px;border:0" loading="lazy"></iframe>'),
+        "widget": f'<script src="{public_url}/portal/{slug}/widget.js" async></script>',
     }
 
 
