@@ -58,6 +58,17 @@ def save_position(store: Store, inbox_id: int, uidvalidity: int, last_uid: int) 
                .values(uidvalidity=uidvalidity, last_uid=last_uid))
 
 
+def set_enabled(store: Store, inbox_id: int, enabled: bool) -> bool:
+    """Turn an inbox on or off (its position and history stay); False if there is no such."""
+    with store.tx() as s:
+        row = s.get(ImapInbox, inbox_id)
+        if row is None:
+            return False
+        row.enabled = enabled
+        s.add(row)
+        return True
+
+
 def record_error(store: Store, inbox_id: int, error: str | None) -> None:
     """What went wrong last (None clears it once the inbox works again)."""
     with store.tx() as s:

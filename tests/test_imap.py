@@ -382,3 +382,14 @@ def test_cli_adds_and_lists_inboxes(services, monkeypatch, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2
     assert "mail.acme.test:143 (starttls), folder INBOX, then flagged \\Seen" in lines[1]
+
+    first_id = inboxes.inboxes_with_workspace(services.store)[0][0].id
+    assert run_cli(["inboxes", "disable", str(first_id), *data]) == 0
+    assert capsys.readouterr().out.startswith(f"inbox {first_id} disabled")
+    assert [r.host for r in inboxes.enabled_inboxes(services.store)] == ["mail.acme.test"]
+    assert run_cli(["inboxes", "list", *data]) == 0
+    assert "; disabled, read up to UID" in capsys.readouterr().out.splitlines()[0]
+    assert run_cli(["inboxes", "enable", str(first_id), *data]) == 0
+    assert len(inboxes.enabled_inboxes(services.store)) == 2
+    assert run_cli(["inboxes", "disable", "999", *data]) == 1
+    assert "no inbox 999" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""`workestra inboxes add|list`: the IMAP support inboxes that `serve` reads into tickets."""
+"""`workestra inboxes add|list|disable|enable`: the IMAP support inboxes `serve` reads."""
 
 from __future__ import annotations
 
@@ -71,6 +71,23 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_switch(args: argparse.Namespace) -> int:
+    """A disabled inbox is left alone: its poller stops at its next connection or retry."""
+    on = args.verb == "enable"
+    services = _services(args)
+    try:
+        found = inboxes.set_enabled(services.store, args.inbox_id, on)
+    finally:
+        services.close()
+    if not found:
+        print(f"workestra: no inbox {args.inbox_id} (see: workestra inboxes list)",
+              file=sys.stderr)
+        return 1
+    print(f"inbox {args.inbox_id} {'enabled' if on else 'disabled'}"
+          + ("" if on else " (its mail stays; enable it to read on from where it stopped)"))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("inboxes", help="IMAP support inboxes read into tickets")
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -95,3 +112,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = verbs.add_parser("list", help="show every inbox, its position and last error")
     ls.add_argument("--data-dir")
     ls.set_defaults(func=cmd_list)
+
+    for verb, what in (("disable", "stop reading an inbox"), ("enable", "read it again")):
+        switch = verbs.add_parser(verb, help=what)
+        switch.add_argument("inbox_id", type=int, metavar="ID", help="as `inboxes list` shows")
+        switch.add_argument("--data-dir")
+        switch.set_defaults(func=cmd_switch)
