@@ -7,7 +7,10 @@ Each measurement runs in a fresh child process (so ru_maxrss, a high-water mark,
 after the raw bytes are already in memory; only growth caused by parsing is counted. The baseline,
 measured in the same run, is the stdlib alone: parse with compat32 and decode every leaf part.
 
-    .venv/bin/python bench/parse_memory.py [--mb 30]
+    .venv/bin/python bench/parse_memory.py [--mb 30] [--broken-base64]
+
+With --broken-base64 every attachment has a stray letter after its base64 padding, as a
+careless or hostile sender writes it: the decoder's slow path, which reads on past the padding.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def build_message(target_mb: float, seed: int = 30) -> bytes:
+def build_message(target_mb: float, seed: int = 30, broken: bool = False) -> bytes:
     """A multipart/mixed mail: text, HTML and several base64 attachments summing to target_mb."""
     rng = random.Random(seed)
     boundary = "=_bench_boundary_0123456789"
@@ -46,7 +49,7 @@ def build_message(target_mb: float, seed: int = 30) -> bytes:
         out.append(b"--" + boundary.encode() + b"\r\nContent-Type: application/octet-stream\r\n"
                    b"Content-Transfer-Encoding: base64\r\n"
                    b'Content-Disposition: attachment; filename="part%d.bin"\r\n\r\n' % i)
-        out.append(encoded)
+        out.append(encoded + (b"x\r\n" if broken else b""))
     out.append(b"--" + boundary.encode() + b"--\r\n")
     return b"".join(out)
 
@@ -114,8 +117,10 @@ def measure(mode: str, path: Path) -> dict[str, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=float, default=30.0, help="message size in MiB (default 30)")
+    ap.add_argument("--broken-base64", action="store_true",
+                    help="a stray letter after each attachment's base64 (the slow path)")
     args = ap.parse_args()
-    raw = build_message(args.mb)
+    raw = build_message(args.mb, broken=args.broken_base64)
     size = len(raw)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "big.eml"

@@ -143,6 +143,21 @@ def test_garbage_never_raises(raw):
     assert isinstance(mail.text, str) and isinstance(mail.defects, list)
 
 
+def test_a_failing_header_charset_step_is_a_defect_not_a_raise(monkeypatch):
+    from gateway.inbound import parse as parse_module
+
+    def broken(data, declared):
+        raise UnicodeError("a codec nobody foresaw")
+
+    monkeypatch.setattr(parse_module, "header_charset", broken)
+    raw = (b"From: Ren\xe9 <r@x.fr>\r\nSubject: caf\xe9\r\n"
+           b"Content-Type: text/plain; charset=windows-1252\r\n\r\nDer Preis: 5 \x80\r\n")
+    mail = parse(raw)
+    assert mail.text == "Der Preis: 5 €" and mail.from_ is not None
+    assert mail.from_.address == "r@x.fr" and "unreadable header charset: UnicodeError" in (
+        mail.defects)
+
+
 def test_random_bytes_never_raise():
     rng = random.Random(7)
     base = (CORPORA / "zammad" / "test" / "data" / "mail" / "mail001.box")

@@ -188,6 +188,67 @@ def test_uuencode_with_and_without_its_begin_line():
         assert att.data == b"Hello Zammad"
 
 
+def test_a_word_after_the_base64_padding_is_not_decoded_into_the_file():
+    data = bytes(range(256))[:100]  # 100 bytes: the last line ends in "=="
+    for tail in ("Thanks", "Thanks!", "x", "Regards, Jane", "-- \r\nJane"):
+        mail = parse(_encoded("base64", _b64(data) + tail))
+        assert mail.attachments[0].data == data, tail
+
+
+def test_base64_padded_block_by_block_in_full_lines_is_decoded_to_the_end():
+    chunks = [bytes(range(i, i + 56)) for i in range(0, 200, 56)]  # 57-byte lines pad nothing
+    body = "\r\n".join(base64.b64encode(c).decode() for c in chunks)  # 56: each ends in "="
+    assert parse(_encoded("base64", body)).attachments[0].data == b"".join(chunks)
+
+
+def test_a_stray_letter_after_large_base64_keeps_every_byte():
+    # The slow path (its memory: bench/parse_memory.py --broken-base64).
+    import random
+    data = random.Random(4).randbytes(3_000_001)
+    mail = parse(_encoded("base64", _b64(data) + "x"))
+    assert mail.attachments[0].data == data and "bad base64" in mail.defects
+
+
+def _uu(data: bytes) -> list[str]:
+    import binascii
+    return [binascii.b2a_uu(data[i : i + 45], backtick=True).decode().rstrip("\n")
+            for i in range(0, len(data), 45)]
+
+
+UU_DATA = bytes(range(256))[:200]
+
+
+def test_uuencode_followed_by_a_signature_and_no_end_line():
+    body = "\r\n".join(["begin 644 data.bin", *_uu(UU_DATA), "-- ", "John Smith", "ACME INC"])
+    [att] = parse(_encoded("x-uuencode", body)).attachments
+    assert att.data == UU_DATA
+
+
+def test_uuencode_after_text_and_without_begin_skips_the_text():
+    body = "\r\n".join(["Hello, here is the file:", "HELLO", *_uu(UU_DATA), "`"])
+    [att] = parse(_encoded("x-uuencode", body)).attachments
+    assert att.data == UU_DATA
+
+
+def test_uuencode_with_a_bad_line_in_the_middle_keeps_the_lines_around_it():
+    lines = _uu(UU_DATA)
+    garbled = lines[1][:20] + "abc" + lines[1][23:]  # three characters changed in transit
+    body = "\r\n".join(["begin 644 data.bin", lines[0], "this is not uuencode", garbled,
+                         *lines[2:], "`", "end"])
+    mail = parse(_encoded("x-uuencode", body))
+    data = mail.attachments[0].data
+    assert len(data) == len(UU_DATA) and data[:45] == UU_DATA[:45] and data[90:] == UU_DATA[90:]
+    assert sum(a != b for a, b in zip(data, UU_DATA, strict=True)) <= 3
+    assert "bad uuencode" in mail.defects
+
+
+def test_uuencode_with_trailing_spaces_stripped_in_transit():
+    data = b"\x00\x01" + b"\x00" * 43 + b"end of file"
+    lines = [line.replace("`", " ").rstrip() for line in _uu(data)]  # old encoders' spaces
+    [att] = parse(_encoded("x-uuencode", "\r\n".join(["begin 644 d", *lines, "end"]))).attachments
+    assert att.data == data
+
+
 # -- names for unnamed parts ----------------------------------------------------------------------
 
 def test_unnamed_image_takes_the_filename_outlook_puts_in_its_content_id():

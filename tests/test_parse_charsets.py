@@ -243,3 +243,49 @@ def test_a_bare_address_list_is_not_merged():
     mail = parse(b"From: a@b.c\r\nTo: x@example.org, Bob Smith bob@example.org\r\n\r\nx")
     assert [(a.name, a.address) for a in mail.to] == [
         ("", "x@example.org"), ("Bob Smith", "bob@example.org")]
+
+
+def test_group_syntax_keeps_no_group_name_as_a_display_name():
+    mail = parse(b"From: a@b.c\r\nTo: team: a@x.com, b@y.com;\r\n\r\nx")
+    assert [(a.name, a.address) for a in mail.to] == [("", "a@x.com"), ("", "b@y.com")]
+
+
+def test_a_mixed_address_list_is_mended_address_by_address():
+    mail = parse(b"From: a@b.c\r\nTo: Jane Doe jane@x.org, Bob <bob@y.org>\r\n\r\nx")
+    assert [(a.name, a.address) for a in mail.to] == [
+        ("Jane Doe", "jane@x.org"), ("Bob", "bob@y.org")]
+
+
+# -- charset labels that name no charset ----------------------------------------------------------
+
+@pytest.mark.parametrize("label", ["undefined", "base64", "rot13", "unicode-escape", "idna"])
+def test_a_codec_that_is_no_charset_is_an_unknown_charset(label):
+    # codecs.lookup("undefined") succeeds and its decode raises a plain UnicodeError, which the
+    # 8-bit header step did not catch; the others are bytes-to-bytes codecs or rewrite escapes.
+    raw = (b"From: a@b.test\r\nSubject: caf\xe9\r\nContent-Type: text/plain; charset="
+           + label.encode() + b"\r\n\r\nhi \\x41\r\n")
+    mail = parse(raw)
+    assert (mail.subject, mail.text) == ("café", "hi \\x41")
+    assert f"unknown charset {label}" in mail.defects
+
+
+def test_undefined_charset_on_one_part_and_an_8bit_header():
+    raw = (b"From: Ren\xe9 <r@x.fr>\r\nSubject: caf\xe9\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+           b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nbody\r\n"
+           b"--b\r\nContent-Type: text/plain; charset=undefined\r\n"
+           b"Content-Disposition: attachment; filename=a.txt\r\n\r\nfile\r\n--b--\r\n")
+    mail = parse(raw)
+    assert (mail.subject, mail.from_.name, mail.text) == ("café", "René", "body")
+    assert [a.data for a in mail.attachments] == [b"file"]
+
+
+def test_rfc2231_name_in_a_codec_that_is_no_charset_keeps_the_body():
+    raw = (b"From: a@b.test\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b"
+           b"\r\n\r\n--b\r\nContent-Type: application/pdf\r\n"
+           b"Content-Disposition: attachment; filename*=undefined''%E9.pdf\r\n\r\n%PDF-1.4\r\n"
+           b"--b\r\nContent-Type: text/plain\r\n\r\nmy important words\r\n--b--\r\n")
+    mail = parse(raw)
+    assert mail.text == "my important words"
+    assert [(a.filename, a.data) for a in mail.attachments] == [("é.pdf", b"%PDF-1.4")]
+    assert not any(d.startswith("unreadable") for d in mail.defects)

@@ -24,7 +24,15 @@ from gateway.inbound.mail import AttachmentPart
 
 _BASE64_JUNK = re.compile(r"[^A-Za-z0-9+/=\s]")
 _BASE64_DATA = re.compile(r"[A-Za-z0-9+/]")
-_BASE64_LINE = re.compile(r"[A-Za-z0-9+/]*=*")
+_BASE64_LINE = re.compile(r"[A-Za-z0-9+/]+=*")
+_BASE64_CHARS = re.compile(r"[A-Za-z0-9+/]+")
+_BASE64_NOT_DATA = re.compile(r"[^A-Za-z0-9+/=]+")
+_BASE64_PAD = re.compile(r"=+")
+_BASE64_JUNK_RUN = re.compile(r"[^A-Za-z0-9+/=\s]+")
+_BASE64_BATCH = 1 << 16  # base64 characters decoded at a time on the slow path
+_BASE64_UNUSUAL = re.compile(r"[^A-Za-z0-9+/\s]")  # junk or padding: read line by line
+_TEXT_LINE = re.compile(r"[^\n]+")
+_UU_ILLEGAL = re.compile(rb"[^ -`]")
 _UU_ENCODINGS = ("x-uuencode", "uuencode", "x-uue", "uue")
 _CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]")
 _TNEF_SIGNATURE = b"\x78\x9f\x3e\x22"
@@ -229,53 +237,157 @@ def _base64(payload: str, defects: list[str]) -> bytes:
                 defects.append("bad base64")
             return data
     defects.append("bad base64")
-    visible = re.sub(r"\s", "", payload)
-    if len(re.sub(r"[^A-Za-z0-9+/=]", "", visible)) * 4 < len(visible) * 3:
+    if _mostly_not_base64(payload):
         return payload.encode("utf-8", "surrogateescape")
-    kept: list[str] = []
-    padded = False
-    for line in payload.splitlines():
-        line = line.strip()
-        if padded and not _BASE64_LINE.fullmatch(line):
-            break  # text after the data ended (a footer a list appended), not more data
-        kept.append(line)
-        padded = padded or "=" in line
-    clean = re.sub(r"[^A-Za-z0-9+/=]", "", "".join(kept))
+    return _base64_lines(payload)
+
+
+def _mostly_not_base64(payload: str) -> bool:
+    """A quarter or more of the visible characters are not base64 ones; counted a slice at a
+    time, without a filtered copy of the payload."""
+    visible = sum(
+        sum(map(len, payload[start : start + _BASE64_BATCH].split()))
+        for start in range(0, len(payload), _BASE64_BATCH)
+    )
+    junk = sum(run.end() - run.start() for run in _BASE64_JUNK_RUN.finditer(payload))
+    return (visible - junk) * 4 < visible * 3
+
+
+def _base64_lines(payload: str) -> bytes:
+    """Broken base64 decoded into one buffer, about 64 KB of text copied at a time (not the
+    whole payload, several times over): batches of clean lines in one go, the others (junk
+    characters, padding) line by line.
+
+    After data padded with "=", a line is more data only when it looks like a base64 line
+    (a whole number of quartets, or as long as the data lines before the padding): "Thanks"
+    or a list's footer after the file is text, not another block.
+    """
     out = bytearray()
-    for block in re.split(r"=+", clean):
-        if len(block) % 4 == 1:
-            block = block[:-1]
-        if block:
-            out += binascii.a2b_base64(block + "=" * (-len(block) % 4))
+    pending: list[str] = []  # base64 characters of the current block not yet decoded
+    size = 0
+    width = 0  # the longest data line before the padding
+    padded = False
+    pos, length = 0, len(payload)
+    while pos < length:
+        end = payload.find("\n", min(pos + _BASE64_BATCH, length))
+        end = length if end < 0 else end + 1
+        if not padded and not _BASE64_UNUSUAL.search(payload, pos, end):
+            words = payload[pos:end].split()
+            if words:
+                width = max(width, max(map(len, words)))
+                pending.append("".join(words))
+                size += len(pending[-1])
+        else:
+            for found in _TEXT_LINE.finditer(payload, pos, end):
+                line = found.group().strip()
+                if not line:
+                    continue
+                if padded and not _more_base64(line, width):
+                    pos = length  # text after the data ended (a signature, a footer)
+                    break
+                if _BASE64_CHARS.fullmatch(line):
+                    pending.append(line)
+                    size += len(line)
+                    if not padded:
+                        width = max(width, len(line))
+                    continue
+                # Junk characters are skipped; a run of "=" ends a block.
+                for index, block in enumerate(_BASE64_PAD.split(_BASE64_NOT_DATA.sub("", line))):
+                    if index:
+                        size = _flush_base64(out, pending, end=True)
+                    pending.append(block)
+                    size += len(block)
+                padded = padded or "=" in line
+        if size >= _BASE64_BATCH:
+            size = _flush_base64(out, pending, end=False)
+        pos = max(pos, end)
+    _flush_base64(out, pending, end=True)
     return bytes(out)
+
+
+def _more_base64(line: str, width: int) -> bool:
+    if not _BASE64_LINE.fullmatch(line):
+        return False
+    return len(line) % 4 == 0 or (width >= 8 and len(line) == width)
+
+
+def _flush_base64(out: bytearray, pending: list[str], *, end: bool) -> int:
+    """Decode the pending characters into `out`: all of them at the end of a block (a lone
+    last character, six bits and no byte, dropped), else whole quartets, keeping the rest."""
+    text = "".join(pending)
+    pending.clear()
+    rest = len(text) % 4
+    if end:
+        text = text[:-1] if rest == 1 else text + "=" * (-rest % 4)
+    elif rest:
+        text, tail = text[:-rest], text[-rest:]
+        pending.append(tail)
+    if text:
+        out += binascii.a2b_base64(text)
+    return len(pending[0]) if pending else 0
 
 
 def _uudecode(encoded: bytes, defects: list[str]) -> bytes | None:
     """uuencode, with or without its "begin" line (the stdlib needs one and otherwise returns
-    the encoded text); None when no line decodes."""
+    the encoded text), decoded as far as it goes; None when no line decodes.
+
+    Without "begin", text before the data is skipped: the data starts at the first line that
+    decodes and is as long as its length character says. After that, a line that is not
+    (damaged in transit, or text) is held back: a later good line or "end" shows it was inside
+    the data, and what decodes of it is kept; held lines that run to the end of the part are
+    a signature or a footer, and are dropped.
+    """
     lines = encoded.splitlines()
+    begun = False
     for index, line in enumerate(lines):
         if line.startswith(b"begin "):
-            lines = lines[index + 1 :]
+            lines, begun = lines[index + 1 :], True
             break
     out = bytearray()
-    decoded = False
+    held = bytearray()  # decoded lines not yet shown to be data
+    decoded = damaged = False
     for line in lines:
         if line.strip() == b"end":
+            out += held
             break
         if not line.strip():
             continue
-        try:
-            out += binascii.a2b_uu(line)
-        except (binascii.Error, ValueError):
-            # Some encoders pad lines wrongly; the line's length byte says how much is data.
-            try:
-                out += binascii.a2b_uu(line[: (((line[0] - 32) & 63) * 4 + 5) // 3])
-            except (binascii.Error, ValueError):
-                defects.append("bad uuencode")
-                return None
-        decoded = True
+        data = _uu_line(line)
+        if data is not None and _uu_length_fits(line, exact=not begun):
+            out += held
+            out += data
+            held.clear()
+            decoded = begun = True
+        elif begun:
+            damaged = True
+            if data is None and _uu_length_fits(line, exact=True):  # a character garbled
+                data = _uu_line(_UU_ILLEGAL.sub(b"`", line))
+            if data is not None:
+                held += data
+                decoded = True
+    if damaged:
+        defects.append("bad uuencode")
     return bytes(out) if decoded else None
+
+
+def _uu_line(line: bytes) -> bytes | None:
+    try:
+        return binascii.a2b_uu(line)
+    except (binascii.Error, ValueError):
+        # Some encoders pad lines wrongly; the line's length byte says how much is data.
+        try:
+            return binascii.a2b_uu(line[: (((line[0] - 32) & 63) * 4 + 5) // 3])
+        except (binascii.Error, ValueError):
+            return None
+
+
+def _uu_length_fits(line: bytes, *, exact: bool) -> bool:
+    """The line holds about as many characters as its length character says: at least half
+    (transports strip the trailing spaces old encoders write for zero bits), and, when
+    `exact`, no more than the padding and checksum character encoders add."""
+    count = (line[0] - 32) & 63
+    chars = len(line.rstrip(b"\r\n")) - 1
+    return chars * 2 >= (count * 4 + 2) // 3 and (not exact or chars <= (count + 2) // 3 * 4 + 1)
 
 
 def _stdlib_payload(part: Message, payload: object, defects: list[str]) -> bytes:

@@ -56,6 +56,9 @@ _WESTERN = ("cp1252", "iso8859-1")
 _CANDIDATES = ["cp1252", "cp1250", "cp1251", "koi8_r", "cp1253", "cp1254", "cp1255", "cp1256",
                "cp1257", "gb18030", "big5hkscs", "cp932", "euc_jp", "cp949"]
 _WESTERN_DETECTED = ("cp1252", "cp1250", "cp1254", "cp1257")
+# Codecs Python registers as text encodings that are no charset text is written in: "undefined"
+# raises on every byte, the others rewrite escapes or host names ("\\x41" read as "A").
+_NOT_CHARSETS = {"undefined", "unicode-escape", "raw-unicode-escape", "idna", "punycode"}
 _LATIN = ("cp1252", "cp1250", "cp1257")  # in order of preference
 _UTF8_SEQUENCE = re.compile(
     rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
@@ -78,9 +81,13 @@ def codec_name(charset: str) -> str:
     if not label:
         return ""
     try:
-        return codecs.lookup(label).name
+        codec = codecs.lookup(label)
     except (LookupError, ValueError):  # ValueError: a label with a NUL byte in it
         return ""
+    # Bytes-to-bytes codecs (base64, rot13, zlib) are no charset; "undefined" decodes nothing.
+    if not getattr(codec, "_is_text_encoding", True) or codec.name in _NOT_CHARSETS:
+        return ""
+    return codec.name
 
 
 def decode_bytes(
@@ -107,14 +114,14 @@ def _decode(data: bytes, codec: str, long_text: bool, defects: list[str] | None)
     for name in (codec, "utf-8", *_SIBLINGS.get(codec, ())) if trusted else ("ascii", "utf-8"):
         try:
             return data.decode(name)
-        except (UnicodeDecodeError, LookupError):
+        except (UnicodeError, LookupError):
             continue
     if _mostly_utf8(data):  # UTF-8 with a few stray 8-bit bytes, or two charsets pasted together
         return data.decode("utf-8", _STRAY_BYTES)
     fallback = codec if codec in _WESTERN else _detect(data, long_text)
     try:
         return data.decode(fallback)
-    except (UnicodeDecodeError, LookupError):
+    except (UnicodeError, LookupError):
         if defects is not None:
             defects.append(f"undecodable text ({codec or 'no charset'})")
         return data.decode("utf-8", _STRAY_BYTES)  # binary, or worse: keep what is readable
@@ -219,7 +226,7 @@ def header_charset(data: bytes, declared: list[str]) -> str:
     for name in names:
         try:
             data.decode(name)
-        except (UnicodeDecodeError, LookupError):
+        except (UnicodeError, LookupError):
             continue
         fitting.append(name)
     if len(fitting) > 1 and sum(b >= 0x80 for b in data) >= 8:

@@ -79,7 +79,7 @@ def parse(raw: bytes) -> ParsedMail:
     msg = _message(raw, defects)
     declared = _declared_charsets(msg)
     hint = declared[0] if declared else ""
-    head_hint = header_charset(_raw_header_bytes(msg), declared)
+    head_hint = _header_hint(msg, declared, defects)
     headers = _decoded_headers(msg, defects, head_hint)
     crlf = raw.count(b"\r\n", 0, _CHUNK) * 2 > raw.count(b"\n", 0, _CHUNK)
     body = _Body(defects, hint, "\r\n" if crlf else "\n")
@@ -182,6 +182,16 @@ def _declared_charsets(msg: Message) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def _header_hint(msg: Message, declared: list[str], defects: list[str]) -> str:
+    """The charset for the header block's undeclared 8-bit bytes; a surprise there is a
+    defect, and the headers are then read without a hint."""
+    try:
+        return header_charset(_raw_header_bytes(msg), declared)
+    except Exception as exc:
+        defects.append(f"unreadable header charset: {type(exc).__name__}")
+        return ""
+
+
 def _raw_header_bytes(msg: Message) -> bytes:
     """The 8-bit header values of the top-level header block, as they came."""
     try:
@@ -213,40 +223,48 @@ def _addresses(msg: Message, name: str, defects: list[str], hint: str) -> list[A
         return []
     result: list[Address] = []
     for raw_value in raw_values:
-        raw_value = unfold(raw_value)
-        if has_surrogates(raw_value):
-            raw_value = decode_8bit_header(raw_value, hint, defects)
-        # An encoded word holding a comma (against RFC 2047 §5) must not split the address list.
-        words: list[str] = []
-        raw_value = _mend_address_list(_WHOLE_WORD.sub(partial(_stash, words), raw_value))
         try:
-            pairs = getaddresses([raw_value])
-        except Exception:
+            result.extend(_header_addresses(raw_value, defects, hint))
+        except Exception:  # a header we did not foresee must not lose the mail
             defects.append(f"unreadable {name} header")
-            continue
-        for display, addr in pairs:
-            addr = _unstash(words, addr).strip().strip("<>").lower()
-            display = _unstash(words, display)
-            display = decode_header_value(display, defects).strip().strip('"').strip()
-            if "=?" in addr:  # an encoded word where an address should be: decode, retry
-                found = re.search(r"[\w.+'-]+@[\w.-]+", decode_header_value(addr, defects))
-                addr = found.group(0).lower() if found else ""
-            if "@" not in addr and not re.fullmatch(r"[a-z0-9._+-]+", addr):
-                continue  # not an address; a bare local part such as MAILER-DAEMON is kept
-            result.append(Address(name=display if display.lower() != addr else "", address=addr))
+    return result
+
+
+def _header_addresses(raw_value: str, defects: list[str], hint: str) -> list[Address]:
+    raw_value = unfold(raw_value)
+    if has_surrogates(raw_value):
+        raw_value = decode_8bit_header(raw_value, hint, defects)
+    # An encoded word holding a comma (against RFC 2047 §5) must not split the address list.
+    words: list[str] = []
+    raw_value = _mend_address_list(_WHOLE_WORD.sub(partial(_stash, words), raw_value))
+    result: list[Address] = []
+    for display, addr in getaddresses([raw_value]):
+        addr = _unstash(words, addr).strip().strip("<>").lower()
+        display = _unstash(words, display)
+        display = decode_header_value(display, defects).strip().strip('"').strip()
+        if "=?" in addr:  # an encoded word where an address should be: decode, retry
+            found = re.search(r"[\w.+'-]+@[\w.-]+", decode_header_value(addr, defects))
+            addr = found.group(0).lower() if found else ""
+        if "@" not in addr and not re.fullmatch(r"[a-z0-9._+-]+", addr):
+            continue  # not an address; a bare local part such as MAILER-DAEMON is kept
+        result.append(Address(name=display if display.lower() != addr else "", address=addr))
     return result
 
 
 def _mend_address_list(value: str) -> str:
     """Addresses as some web forms and scripts write them, made RFC 5322 for the parser:
     "<mailto:a@b.c>", and a name before a bare address ("Jane Doe jane@x.org"), which
-    getaddresses would take as one address with a space in it."""
+    getaddresses would take as one address with a space in it. Each comma-separated address
+    is mended on its own (one with <> stays as it is); a group ("team: a@x, b@y;", RFC 5322
+    §3.4) is the parser's to read, and is left alone."""
     value = _MAILTO.sub("<", value)
-    if "<" in value or "@" not in value:
+    if "@" not in value:
         return value
     segments = _split_outside_quotes(value)
+    if any(_opens_group(segment) for segment in segments):
+        return value
     for index, segment in enumerate(segments):
-        if len(segment) > 500:  # no such name; and the pattern is not for long text
+        if len(segment) > 500 or "<" in segment:  # no such name; the pattern is not for long text
             continue
         found = _NAME_THEN_ADDR.fullmatch(segment.strip())
         if found is None or "@" in found.group(1):
@@ -256,6 +274,12 @@ def _mend_address_list(value: str) -> str:
             name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
         segments[index] = f"{name} <{found.group(2)}>"
     return ",".join(segments)
+
+
+def _opens_group(segment: str) -> bool:
+    """A ":" outside quotes before the segment's address: RFC 5322 group syntax."""
+    unquoted = "".join(segment.split('"')[::2])
+    return ":" in re.split(r"[<@]", unquoted, maxsplit=1)[0]
 
 
 def _split_outside_quotes(value: str) -> list[str]:
@@ -409,8 +433,7 @@ class _Body:
             subject = ""
         else:
             data = parts.serialise(inner, self.linesep)
-            declared = _declared_charsets(inner) or [self.hint]
-            hint = header_charset(_raw_header_bytes(inner), declared)
+            hint = _header_hint(inner, _declared_charsets(inner) or [self.hint], self.defects)
             subject = decode_header_value(str(inner.get("Subject", "") or ""), None, hint)
         name = parts.filename(part, self.defects, self.hint) or (
             parts.safe_filename(subject or parts.description(part)) + ".eml"
