@@ -111,11 +111,17 @@ def test_a_customer_paragraph_above_an_attribution_is_not_part_of_it():
 
 def test_attributions_that_open_with_a_weekday_or_a_webmail_phrase():
     """Gmail's weekday-first form (Russian, English), Horde's "Quoting", Lotus Notes' "wrote on"
-    and attribution verbs in Greek, Arabic, Vietnamese and Indonesian."""
+    and attribution verbs in Greek, Arabic, Vietnamese and Indonesian. The weekday forms carry
+    neither an address nor a time of day: they end the reply where the quote follows them."""
     reply = "The replacement arrived, thank you."
     for attribution in (
         "понедельник, 3 июня 2024 г. пользователь Acme Support написал:",
         "Monday, 3 June 2024, Acme Support wrote:",
+    ):
+        for quote in ("\n> We have shipped a new fuser.\n", "\n\n> We have shipped a new fuser.\n"):
+            body = f"{reply}\n\n{attribution}{quote}"
+            assert strip_quotes(body) == reply, attribution
+    for attribution in (
         "Quoting Acme Support <help@acme.test>:",
         "Zitat von Acme Support <help@acme.test>:",
         "Acme Support/ACME wrote on 06/03/2024 10:12:00 AM:",
@@ -139,6 +145,34 @@ def test_customer_sentences_like_those_attributions_are_kept():
         assert strip_quotes(body) == body, body
 
 
+def test_a_customer_sentence_with_a_date_and_wrote_is_no_attribution():
+    """A first name that is also an opener word ("Dana", "Em", "Den", "Le", "El") or a weekday
+    may start a customer's sentence: with no address nor time of day, and the customer's
+    paragraph going on below it unquoted, it is text."""
+    for body in (
+        "Hello,\nDana from your sales team wrote on 12.03.2024:\n\"we will refund you within"
+        " 5 days\"\nBut nothing happened, three weeks later. Please escalate.",
+        "Hi,\nMonday, 3 March 2025, the courier wrote:\nNobody was home.\nBut I was home all day!",
+        "Hi,\nMonday, 3 March 2025, the courier wrote:\n\nNobody was home.\n\nBut I was home!",
+        "Hola,\nEl 3 de marzo de 2025 el técnico escribió:\nCambiar el fusor.\nNo lo hizo.",
+    ):
+        assert strip_quotes(body) == body, body
+
+
+def test_a_wrapped_attribution_whose_second_line_opens_with_a_name_like_an_opener():
+    """ "Dana Scully <...> wrote:" under "On <date> at 10:12," is the attribution's second half,
+    not one of its own: both lines go."""
+    for body in (
+        "Thanks, that fixed it.\n\nOn Mon, 3 Jun 2024 at 10:12,\n"
+        "Dana Scully <dana@acme.test> wrote:\n> old text\n",
+        "Thanks, that fixed it.\n\nEl lun, 3 jun 2024 a las 10:12,\n"
+        "El Hadji Diop <diop@acme.test> escribió:\n> old text\n",
+        "Thanks, that fixed it.\n\nEm seg., 3 de jun. de 2024 às 10:12,\n"
+        "Em Silva <em@acme.test> escreveu:\n> old text\n",
+    ):
+        assert strip_quotes(body) == "Thanks, that fixed it.", body
+
+
 def test_a_mailing_list_footer_below_an_underscore_rule_is_dropped():
     body = ("How do I reset the counter?\n\n-Ann\n\n" + "_" * 47 + "\nprinters mailing list\n"
             "printers@lists.example.org\nhttps://lists.example.org/mailman/listinfo/printers\n")
@@ -146,10 +180,21 @@ def test_a_mailing_list_footer_below_an_underscore_rule_is_dropped():
 
 
 def test_customer_text_below_an_underscore_rule_is_kept():
-    """A plain list or a postscript under a rule is the customer's, not a footer."""
+    """A plain list, a postscript, dates, order or phone numbers, a link or the customer's
+    sentences under a rule are the customer's, not a footer: only a list's own footer (its
+    name, its address or page, no sentence) is one."""
     for body in (
         "Here is my order:\n\n" + "_" * 20 + "\nToner, black\nPaper, A4",
         "See you then.\n\n" + "_" * 20 + "\nP.S. Call me at +44 20 7946 0000 first.",
+        "Hello,\n\n__________\nI ordered on 2024-03-01 and was charged twice.\n"
+        "Please refund one payment.",
+        "My order is broken. Details:\n____________________\nOrder 10023456\n"
+        "Charged twice on 2024-03-01",
+        "Please call me back.\n__________\nMy number: +44 20 7946 0958\nI am free after 5.",
+        "The error is on this page:\n__________\nhttps://shop.example.com/checkout\n"
+        "Screenshot: https://img.example.com/a.png",
+        "How do I leave the mailing list?\n__________\nI tried https://lists.example.org/"
+        "listinfo/printers\nbut it says my address is unknown.",
     ):
         assert strip_quotes(body) == body, body
 
@@ -169,6 +214,39 @@ def test_mobile_footers_in_more_languages_are_dropped():
 def test_a_sentence_that_starts_like_a_mobile_footer_is_kept():
     body = "Hello,\n\nSent from my laptop but it never arrived.\nPlease resend the invoice."
     assert strip_quotes(body) == body
+
+
+def test_shipping_sentences_like_mobile_footers_are_kept():
+    """ "Dikirim dari", "Verstuurd met", "Odesláno z" and their kin also say where a parcel came
+    from: without a phone, tablet or mail app named they are the customer's sentence."""
+    for body in (
+        "Halo,\nDikirim dari gudang Jakarta kemarin.\nTapi paketnya belum sampai sampai sekarang."
+        "\nTolong dicek.",
+        "Hallo,\nVerstuurd met PostNL op maandag.\n"
+        "Het pakket is nooit aangekomen, graag een terugbetaling.",
+        "Dobrý den,\nOdesláno z Prahy 3. března.\nBalík stále nedorazil.",
+        "Hello,\nΑποστολή από την αποθήκη χθες.\nΔεν έχει φτάσει ακόμα.",
+        "Добрий день,\nНадіслано з Києва вчора.\nАле посилки досі немає.",
+        "Xin chào,\nGửi từ kho Hà Nội hôm qua.\nNhưng tôi vẫn chưa nhận được.",
+        "Buongiorno,\nInviato dal mio negozio online.\nMa il pacco non è mai arrivato.",
+        "Thanks.\n\nVerstuurd met PostNL op maandag.",
+        "Thanks.\n\nSent from the warehouse on Monday.",
+    ):
+        assert strip_quotes(body) == body, body
+
+
+def test_a_mobile_footer_ends_the_reply_only_where_nothing_the_customer_wrote_follows():
+    """Below it a name, a number or quoted lines may follow, not the customer's sentences."""
+    reply = "Please call me back."
+    assert strip_quotes(f"{reply}\n\nSent from my iPhone\n\nJane Doe\n+44 20 7946 0000\n"
+                        "> old text\n") == reply
+    assert strip_quotes(f"{reply}\n\nSent from my iPhone\n\n-- \nJane Doe, ACME Ltd") == reply
+    for body in (
+        f"{reply}\n\nSent from my iPhone\n\nThe screen is cracked, please replace it.",
+        "Hello,\nSent from my iPhone\nThe screen is cracked.\nPlease replace it.",
+        f"{reply}\nVerstuurd vanaf mijn iPhone\nHet scherm is kapot.",
+    ):
+        assert strip_quotes(body) == body, body
 
 
 def test_a_help_desk_reply_above_this_line_marker_ends_the_reply():
@@ -213,6 +291,26 @@ def test_long_lines_and_many_lines_stay_fast():
     for unit in units:
         strip_quotes("Hi\n\n" + unit * (100_000 // len(unit)))
     assert time.perf_counter() - started < 10
+
+
+def test_stacked_attributions_and_runs_of_spaces_stay_fast():
+    """2,000 stacked attributions (each level of a bottom post used to scan the rest again:
+    35 s) and a run of spaces inside a line that ends like an attribution or a separator
+    ("\\s*[:：]?\\s*$" tried every split of it: 23 s); each now takes well under a second."""
+    import time
+
+    for text in (
+        "\n\n".join(["On Mon, 3 Jun 2024 at 10:12, Ann <a@b.cd> wrote:"] * 2000),
+        "\n\n".join(["-----Original Message-----"] * 4000),
+        "\n\n".join(["On Mon, 3 Jun 2024 at 10:12, Ann <a@b.cd> wrote:\n> q\nanswer"] * 2000),
+        "hi\n1/1/1 <a@b>" + " " * 100_000 + "x",
+        "hi\n-----Original Message-----" + " " * 100_000 + "x",
+        "hi\nSent from my iPhone" + " " * 100_000 + "x",
+        "\n".join(["Sent from my iPhone", "Real text."] * 10_000),
+    ):
+        started = time.perf_counter()
+        strip_quotes(text)
+        assert time.perf_counter() - started < 5, text[:60]
 
 
 def test_gmail_html_quote_container_is_dropped():
@@ -462,7 +560,11 @@ def test_crisp_email_reply_parser_corpus():
                 if a.get("value") == "COMMON_FIRST_FRAGMENT":
                     a["value"] = data["COMMON_FIRST_FRAGMENT"]
             cases.append({"input": case["input"][0], "asserts": asserts})
-    assert _share("crisp_email_reply_parser", cases, _crisp_checks) >= 0.94  # measured 66/69
+    assert _share("crisp_email_reply_parser", cases, _crisp_checks) >= 0.92  # measured 64/69
     # Misses: closings ("Regards, John") that upstream hides and we keep on purpose, an "—"
     # signature we drop and upstream keeps (email_emoji), and email_2, whose fragment 0 ("Hi,")
     # is only the part above a bottom post: our visible text rightly holds the answer below.
+    # email_15 and email_german_3 have text below a mobile footer ("Sent from my Wiko ...",
+    # "Gesendet von Outlook für Android"): upstream cuts there, we keep it, since a footer ends
+    # the reply only with nothing but a signature or quoted lines below it (a customer's words
+    # lost weigh more than an old message kept).

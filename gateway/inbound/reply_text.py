@@ -67,12 +67,14 @@ _OPENER = re.compile(rf"^(?:{_OPENERS}|{_WEEKDAYS})\b", re.IGNORECASE)
 _GMAIL_DATED = re.compile(r"^\d{4}-\d{2}-\d{2} \d{1,2}:\d{2} GMT[+-]\d{1,2}:\d{2}\b")
 _DATE_HINT = re.compile(r"\d{1,4}[./:-]\d{1,2}|\b\d{4}\b|\d{1,2}:\d{2}|@")
 # Gmail in some locales: "2017-11-24 16:32 GMT+01:00 Name <a@b.c>:" with no verb at all.
-_DATED_ADDRESS = re.compile(r"^\d{1,4}[./-]\d{1,2}[./-]\d{1,4}.*<[^<>\s]+@[^<>\s]+>\s*[:：]?\s*$")
+# Possessive spaces (`\s*+`) here and below: "\s*[:：]?\s*$" tried every split of a run of
+# spaces that was not at the end of the line, quadratic in its length (23 s for 100 KB).
+_DATED_ADDRESS = re.compile(r"^\d{1,4}[./-]\d{1,2}[./-]\d{1,4}.*<[^<>\s]+@[^<>\s]+>\s*+[:：]?\s*$")
 # An attribution that ends with the sender's bracketed address, then a colon, a verb or both:
 # "11:00 AM, November 17, 2021, "John" <j@acme.com>:", Russian Gmail's "ср, 30 апр. 2025 г.
 # в 15:19, John <j@x.com>:", "On <date> John <j@x.com> wrote" with no colon.
 _ADDRESS_END = re.compile(
-    rf"<[^<>\s]+@[^<>\s]+>\s*(?:[:：]|(?:{_WROTE})\s*[:：]?)\s*$", re.IGNORECASE)
+    rf"<[^<>\s]+@[^<>\s]+>\s*+(?:[:：]|(?:{_WROTE})\s*+[:：]?)\s*$", re.IGNORECASE)
 # Horde webmail's "Quoting Ann Lee <ann@example.com>:" (and its translations).
 _QUOTING = re.compile(
     r"^(?:quoting|zitat von|citando|citation de|citaat van|cytując) [^<>\n]{1,100}"
@@ -84,6 +86,12 @@ _WROTE_ON = re.compile(
     r"\d{1,2}:\d{2}(?::\d{2})?(?: ?[ap]\.?m\.?)?\s*[:：]\s*$", re.IGNORECASE)
 _TIME = re.compile(r"\b\d{1,2}[:.]\d{2}\b")  # a time of day: 15:19, 17.50
 _WHEN = re.compile(rf"{_TIME.pattern}|\b(?:19|20)\d{{2}}\b")  # ... or a year
+# What a mail client's attribution carries and a customer's "Dana from sales wrote on
+# 12.03.2024:" does not: the sender's address, or a time of day (not a dotted date's "12.03")
+# with a date.
+_ADDRESS = re.compile(r"\S@\S")
+_CLOCK = re.compile(r"\b\d{1,2}:\d{2}\b|(?<![\d.])\d{1,2}\.\d{2}(?![\d.])")
+_DATE = re.compile(r"\d{1,4}[./-]\d{1,2}|\b\d{4}\b")
 
 # Outlook and Thunderbird separators ("-----Original Message-----" and its translations).
 _SEPARATOR = re.compile(
@@ -96,7 +104,7 @@ _SEPARATOR = re.compile(
     r"|vidarebefordrat meddelande|videresendt meddelelse|mensagem encaminhada"
     r"|пересылаемое сообщение|begin forwarded message|anfang der weitergeleiteten nachricht"
     r"|début du message réexpédié|inizio messaggio inoltrato|comienzo del mensaje reenviado"
-    r"|begin doorgestuurd bericht|reply message|antwort nachricht)\s*[-_=*:]*\s*$",
+    r"|begin doorgestuurd bericht|reply message|antwort nachricht)\s*+[-_=*:]*+\s*$",
     re.IGNORECASE,
 )
 # Help desks' "##- Please type your reply above this line -##": all below it is their mail.
@@ -128,7 +136,7 @@ _FROM_KEY = re.compile(rf"^(?:{_FROM_KEYS})$", re.IGNORECASE)
 # "Sent from my iPhone" and its kin: a whole short line, never a sentence that mentions it.
 _MOBILE = re.compile(
     r"^\s*[(<]*\s*(?:sent (?:from|with|via|using) (?:my |the )?\S+(?: \S+){0,5}"
-    r"|sent from my \S+(?: \S+){0,4}[,.]? please excuse.*"
+    r"|sent from my \S+(?: \S+){0,4}[,.]?\s{1,3}please excuse.*"
     r"|get (?:\[)?outlook for \S+.*|envoyé (?:depuis|de|à partir de) (?:mon |ma )?\S+.*"
     r"|von meinem \S+(?: \S+){0,3} gesendet\.?|gesendet von (?:meinem )?\S+(?: \S+){0,3}"
     r"|enviado (?:desde|de|do) (?:mi|meu|o meu) \S+(?: \S+){0,3}"
@@ -143,7 +151,7 @@ _MOBILE = re.compile(
     r"outlook (?:para|pour|per|for|voor) \S+.*|(?:\[)?outlook für \S+ herunterladen.*"
     r"|von (?:\[)?outlook für \S+ gesendet.*"
     r"|отправлено с \S+.*|從我的 .* 傳送|从我的.*发送|iPhoneから送信|sent from mobile"
-    r"|diese nachricht wurde von meinem .* gesendet\.?)\s*[)>]*\s*$",
+    r"|diese nachricht wurde von meinem .* gesendet\.?)\s*+[)>]*+\s*$",
     re.IGNORECASE,
 )
 # ... which is never this long nor says what happened: "Sent from my laptop but it never came."
@@ -151,13 +159,37 @@ _MOBILE_MAX = 120
 _SENTENCE_WORDS = re.compile(
     r"\b(?:i|we|they|but|because|yesterday|today|never|still|failed|was|were|didn't|doesn't"
     r"|won't|can't|mais|aber|pero|maar|gestern|ayer|ieri|gisteren)\b", re.IGNORECASE)
+# ... and names the phone, tablet or mail app it came from: "Sent from", "Verstuurd met",
+# "Odesláno z", "Dikirim dari" also say where a parcel was shipped from ("Verstuurd met PostNL
+# op maandag", "Odesláno z Prahy 3. března"). A word starting with one of these must be in it.
+_DEVICE = re.compile(
+    r"(?<![a-z])(?:iphon|ipad|ipod|ios\b|android|samsung|galaxy|blackberry|mobil|móvil|movil"
+    r"|cell|phone|smartphone|smartfon|telefon|telefoon|teleph|téléphone|teléfono|portable"
+    r"|handy|tablet|outlook|mail|gmail|yahoo|aol\b|airmail|mailbox|typeapp|spark\b|superhuman"
+    r"|proton|windows|device|gerät|apparaat|appareil|dispositivo|urządzeni"
+    r"|zařízení|nokia|htc\b|huawei|xiaomi|redmi|pixel|nexus|xperia|motorola|oneplus|alcatel"
+    r"|wiko|kindle|surface|apple|macbook|k-9|bb10|ponsel|hp\b|cellulare|celular|телефон"
+    r"|смартфон|айфон|пристр|τηλέφων|κινητ|điện thoại)", re.IGNORECASE)
+_CJK_FOOTER = re.compile(r"^(?:從我的 .* 傳送|从我的.*发送|iPhoneから送信)$")
+# Lines a footer may have below it and still end the reply: a name, a company, a number
+# ("Jane Doe / ACME Ltd / +44 20 7946 0000"); a sentence below one is the customer's.
+_SIGNATURE_LIKE_MAX = 60
+_SENTENCE_END = re.compile(r"[.!?;]\s*$|\?")
 _SIG_DELIMITER = re.compile(r"^(?:-- ?|__|—)$")  # RFC 3676 §4.3: "-- " opens a signature
-# A rule of underscores over a short last block with an address, a link or a phone number: a
-# mailing list's footer ("riak-users mailing list / address / listinfo URL") or a webmail
-# signature. A postscript or a plain list ("Item 1 / Item 2") below one is the customer's.
+# A rule of underscores over a mailing list's footer, the short last block ("riak-users
+# mailing list / address / listinfo URL"). A postscript, a plain list ("Item 1 / Item 2"),
+# numbers or sentences below one are the customer's.
 _FOOTER_RULE = re.compile(r"^\s*_{10,}\s*$")
 _FOOTER_LINES = 6
-_CONTACT = re.compile(r"https?://|www\.|\S@\S|\+?\d[\d ()/.-]{6,}\d")
+# Only a list's own footer: its name, its address, its web page; never a bare number (an order
+# number or a date is one) nor a link alone (a customer's screenshot).
+_LINK = re.compile(r"https?://|www\.|\S@\S")
+_LIST_WORDS = re.compile(
+    r"\b(?:mailing[ -]?list|mailingliste|liste de diffusion|lista de correo|listinfo|mailman"
+    r"|unsubscribe|listserv|google ?groups)\b", re.IGNORECASE)
+_FIRST_PERSON = re.compile(
+    r"\b(?:i|i'm|i've|me|my|mine|we|us|our|ich|mein|meine|mir|wir|je|j'ai|mon|ma|mes|nous"
+    r"|yo|mi|mis|ik|mijn|wij)\b", re.IGNORECASE)
 _POSTSCRIPT = re.compile(r"^\s*(?:p\.?\s?){1,2}s\b", re.IGNORECASE)
 _SYMBOLS_ONLY = re.compile(r"^\s*[-_=*#~+.ᐧ\u200b]+\s*$")
 _QUOTE_CONTAINERS = (
@@ -197,10 +229,15 @@ def strip_quotes(text: str) -> str:
     """Plain-text reply extraction: cut at the first quoted-history marker, drop "> " lines,
     mobile footers and a trailing signature. Falls back to the quote when nothing else is left."""
     lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    return _strip(lines, 0)[0]
+
+
+def _strip(lines: list[str], depth: int) -> tuple[str, int]:
+    """strip_quotes on lines, and the index where the quoted history starts in them."""
     cut = _history_start(lines)
     kept = lines[:cut]
     if cut < len(lines) and not any(line.strip() for line in kept):
-        return _bottom_post(lines[cut:])
+        return _bottom_post(lines[cut:], depth), cut
     unquoted = [kept[n] for n in _unquoted(kept)]
     if any(line.strip() for line in unquoted):
         kept = unquoted
@@ -211,8 +248,8 @@ def strip_quotes(text: str) -> str:
         result = result.rstrip() + "\n\n" + answers
     if not result.strip() and cut < len(lines):
         # Only quoted history: keep a quote-free top if there is one, else say nothing new.
-        return ""
-    return result.strip()
+        return "", cut
+    return result.strip(), cut
 
 
 def _interleaved_answers(lines: list[str], cut: int) -> str:
@@ -260,7 +297,13 @@ def _unquoted(lines: list[str]) -> list[int]:
     return kept
 
 
-def _bottom_post(lines: list[str]) -> str:
+# Bottom posts below bottom posts: each level scanned the rest again with the library, so
+# "On ... wrote:" lines stacked 2,000 deep took time quadratic in their number (35 s for
+# 100 KB). Past this many levels only our own line rules skip further stacked quote headers.
+_BOTTOM_POST_DEPTH = 3
+
+
+def _bottom_post(lines: list[str], depth: int = 0) -> str:
     """Nothing above the first quote header: the new words may be below the quoted block."""
     i = 0
     while i < len(lines) and lines[i].strip() and not lines[i].lstrip().startswith(">"):
@@ -269,15 +312,35 @@ def _bottom_post(lines: list[str]) -> str:
     rest = [lines[n] for n in kept]
     if not any(line.strip() for line in rest) or len(rest) == len(lines):
         return ""
-    result = strip_quotes("\n".join(rest))
+    if depth > _BOTTOM_POST_DEPTH:
+        return "\n".join(_without_signature(rest)).strip()  # what is left, as it stands
+    if depth == _BOTTOM_POST_DEPTH:
+        start = _past_stacked_headers(rest)
+        kept, rest = kept[start:], rest[start:]
+        if not any(line.strip() for line in rest):
+            return ""
+    result, cut = _strip(rest, depth + 1)
     # An unquoted attribution further down ends the reply, but answers may sit between the
     # quoted lines below it; those quote markers are only in the unfiltered lines.
-    cut = _history_start(rest)
     if cut < len(rest) and any(line.strip() for line in rest[:cut]):
         answers = _interleaved_answers(lines, kept[cut])
         if answers:
             result = result.rstrip() + "\n\n" + answers
     return result
+
+
+def _past_stacked_headers(lines: list[str]) -> int:
+    """Index past the quote headers (and blank lines) stacked at the top of lines; one pass."""
+    start = 0
+    while True:
+        i = _next_content(lines, start)
+        stripped = lines[i].strip() if i < len(lines) else ""
+        if not stripped or not (_SEPARATOR.match(stripped) or _REPLY_ABOVE.match(stripped)
+                                or _is_attribution(lines, i) or _is_header_block(lines, i)):
+            return start
+        while i < len(lines) and lines[i].strip():
+            i += 1
+        start = i
 
 
 def _history_start(lines: list[str]) -> int:
@@ -325,7 +388,8 @@ def _is_attribution(lines: list[str], i: int, *, nested: bool = False) -> bool:
     and start like an attribution, so a customer's "my colleague wrote:" is not one.
 
     A line that opens an attribution of its own starts it there: the customer's line above it
-    ("Ask @ann.", "On the whole, yes") is not part of it.
+    ("Ask @ann.", "On the whole, yes") is not part of it. With neither the sender's address nor
+    a time of day, the quote must follow it (see _quote_follows).
     """
     first = lines[i].strip().lstrip("> ").strip("- ")
     if re.search(r"\bwrote\s*-{2,}\s*$", lines[i]) and _DATE_HINT.search(first):
@@ -346,14 +410,30 @@ def _is_attribution(lines: list[str], i: int, *, nested: bool = False) -> bool:
         if _ADDRESS_END.search(block) and _WHEN.search(block):
             return True
         if re.search(r"[:：]\s*$", block) and (_VERB.search(block) or _DATED_ADDRESS.match(block)):
-            return bool(_DATE_HINT.search(block))
+            if not _DATE_HINT.search(block):
+                return False
+            # Only a date and a verb ("Monday, 3 March 2025, the courier wrote:"): a mail
+            # client's only if the quote follows it, not the customer's paragraph going on.
+            return (_ADDRESS.search(block) is not None
+                    or bool(_CLOCK.search(block) and _DATE.search(block))
+                    or _quote_follows(lines, j))
         if j >= len(lines):
             break
         following = lines[j].strip().lstrip("> ")
-        if not nested and _OPENER.match(following) and _is_attribution(lines, j, nested=True):
+        # ... but only one with a date or time of its own: "Dana Scully <dana@acme.test> wrote:"
+        # or "El Hadji Diop <...> escribió:" under "On <date> at 10:12," is the second half.
+        if (not nested and _OPENER.match(following)
+                and (_DATE.search(following) or _CLOCK.search(following))
+                and _is_attribution(lines, j, nested=True)):
             return False
         block += " " + following
     return False
+
+
+def _quote_follows(lines: list[str], i: int) -> bool:
+    """Whether the lines from i on, past blank lines, are "> " quoted, a header block or none."""
+    i = _next_content(lines, i)
+    return i >= len(lines) or lines[i].lstrip().startswith(">") or _is_header_block(lines, i)
 
 
 def _is_header_block(lines: list[str], i: int) -> bool:
@@ -391,37 +471,77 @@ def _next_content(lines: list[str], i: int) -> int:
 def _without_signature(lines: list[str], *, keep_first: bool = True) -> list[str]:
     """Drop an RFC 3676 signature, mobile footers and decorative rules at the end.
 
-    Closings such as "Thanks, Jane" stay: they are the customer's words.
+    Closings such as "Thanks, Jane" stay: they are the customer's words. A mobile footer ends
+    the reply only where nothing the customer wrote follows it (see _footer_tail).
     """
     content = [i for i, line in enumerate(lines) if line.strip()]
     if not content:
         return lines
     first = content[0]
+    tail: list[bool] | None = None
     for i in content[1:] if keep_first else content:
         stripped = lines[i].strip()
-        if _SIG_DELIMITER.match(lines[i]) or _is_mobile_footer(stripped) or _is_footer(lines, i):
+        if _SIG_DELIMITER.match(lines[i]) or _is_footer(lines, i):
             lines = lines[:i]
             break
+        if _is_mobile_footer(stripped):
+            tail = tail or _footer_tail(lines)
+            if tail[i + 1]:
+                lines = lines[:i]
+                break
     end = len(lines)  # one slice at the end: slicing per dropped line was quadratic
     while end - 1 > first and (not lines[end - 1].strip() or _SYMBOLS_ONLY.match(lines[end - 1])):
         end -= 1
     return lines[:end]
 
 
-def _is_mobile_footer(line: str) -> bool:
-    """A whole "Sent from my iPhone" line, not a customer's sentence that starts the same."""
-    return (len(line) <= _MOBILE_MAX and _MOBILE.match(line) is not None
+def _footer_tail(lines: list[str]) -> list[bool]:
+    """For each index, whether the lines from there on hold nothing a customer wrote: blank,
+    quoted or decorative lines, mobile footers and at most _FOOTER_LINES signature-like ones,
+    up to the end or to a signature delimiter or list footer. One pass from the end."""
+    tail = [True] * (len(lines) + 1)
+    signature_like = 0
+    for i in range(len(lines) - 1, -1, -1):
+        line = lines[i]
+        stripped = line.strip()
+        if _SIG_DELIMITER.match(line) or _is_footer(lines, i):
+            signature_like = 0
+        elif (not stripped or stripped.startswith(">") or _SYMBOLS_ONLY.match(stripped)
+                or _is_mobile_footer(stripped)):
+            tail[i] = tail[i + 1]
+        elif _is_signature_like(stripped):
+            signature_like += 1
+            tail[i] = tail[i + 1] and signature_like <= _FOOTER_LINES
+        else:
+            tail[i] = False
+    return tail
+
+
+def _is_signature_like(line: str) -> bool:
+    """A short line that is no sentence: a name, a company, a phone number, an address."""
+    return (len(line) <= _SIGNATURE_LIKE_MAX and not _SENTENCE_END.search(line)
             and not _SENTENCE_WORDS.search(line))
 
 
+def _is_mobile_footer(line: str) -> bool:
+    """A whole "Sent from my iPhone" line, not a customer's sentence that starts the same."""
+    if len(line) > _MOBILE_MAX or _MOBILE.match(line) is None or _SENTENCE_WORDS.search(line):
+        return False
+    return _DEVICE.search(line) is not None or _CJK_FOOTER.match(line) is not None
+
+
 def _is_footer(lines: list[str], i: int) -> bool:
-    """An underscore rule with a few lines below it: a contact among them, no postscript."""
+    """An underscore rule over a mailing list's footer: a few short lines, the list named and
+    its address or page among them, no sentence, question or first person (a customer's
+    "Order 10023456" or "My number: ..." below a rule is theirs), no postscript."""
     if not _FOOTER_RULE.match(lines[i]):
         return False
     below = list(islice((line for line in islice(lines, i + 1, None) if line.strip()),
                         _FOOTER_LINES + 1))
     return (0 < len(below) <= _FOOTER_LINES and not any(_POSTSCRIPT.match(x) for x in below)
-            and any(_CONTACT.search(x) for x in below))
+            and any(_LIST_WORDS.search(x) for x in below) and any(_LINK.search(x) for x in below)
+            and not any(_FIRST_PERSON.search(x) or _SENTENCE_WORDS.search(x)
+                        or "?" in x and not _LINK.search(x) for x in below))
 
 
 def _html_without_quotes(html: str) -> str | None:
