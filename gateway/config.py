@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import secrets
 import ssl
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from limits import RateLimitItem, parse_many
 
 
 class SettingError(ValueError):
@@ -68,6 +73,77 @@ class Settings:
     @property
     def sent_dir(self) -> Path:
         return self.data_dir / "sent"
+
+
+def _whole(name: str, value: str, *, minimum: int, what: str = "") -> int:
+    """An integer setting of ASCII digits (not "-1", "1e3" or "²"), at least `minimum`."""
+    shown = f" {what}" if what else ""
+    kind = "a positive whole number" if minimum == 1 else (
+        "a whole number (0 or more)" if minimum == 0 else f"a whole number (>= {minimum})")
+    if not re.fullmatch(r"[0-9]+", value) or int(value) < minimum:
+        raise SettingError(f"{name}: expected {kind}{shown}, got {value!r}")
+    return int(value)
+
+
+# The public portal's per-IP limits: name -> (default, the variable that overrides it).
+PORTAL_LIMITS = {
+    "submit": ("10/hour", "WORKESTRA_LIMIT_SUBMIT"),
+    "upload": ("5/10 minutes", "WORKESTRA_LIMIT_UPLOAD"),
+    "link": ("5/hour", "WORKESTRA_LIMIT_LINK"),
+    "reply": ("30/hour", "WORKESTRA_LIMIT_REPLY"),
+    "feedback": ("20/hour", "WORKESTRA_LIMIT_FEEDBACK"),
+    "search": ("600/minute", "WORKESTRA_LIMIT_SEARCH"),
+}
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def parse_limit(name: str, value: str) -> RateLimitItem:
+    """One limit in `limits` syntax ("10/hour", "5 per 10 minutes"), of at least one."""
+    try:
+        items = parse_many(value)
+    except ValueError:
+        items = []
+    if len(items) != 1:
+        raise SettingError(f"{name}: expected one limit like 10/hour or 5/10 minutes, "
+                           f"got {value!r}")
+    if items[0].amount < 1:
+        raise SettingError(f"{name}: a limit of 0 refuses everything, got {value!r}")
+    return items[0]
+
+
+def portal_limits(env: Mapping[str, str]) -> dict[str, RateLimitItem]:
+    return {name: parse_limit(var, env.get(var) or default)
+            for name, (default, var) in PORTAL_LIMITS.items()}
+
+
+def parse_redis_url(value: str) -> str:
+    """WORKESTRA_REDIS_URL: redis://, rediss:// or unix://, checked as the client will read it
+    (no connection is made)."""
+    name = "WORKESTRA_REDIS_URL"
+    value = value.strip()
+    if urlsplit(value).scheme not in _REDIS_SCHEMES:
+        raise SettingError(f"{name}: expected redis://, rediss:// or unix://, got {value!r}")
+    import redis  # limits[redis]; only needed when the setting is used
+
+    try:
+        redis.Redis.from_url(value)
+    except ValueError as e:
+        raise SettingError(f"{name}: {e} in {value!r}") from None
+    return value
+
+
+def parse_trusted_proxies(value: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """WORKESTRA_TRUSTED_PROXIES: comma-separated addresses or networks (10.0.0.0/8, ::1)."""
+    networks = []
+    for entry in (p.strip() for p in value.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise SettingError(f"WORKESTRA_TRUSTED_PROXIES: not an IP address or network: "
+                               f"{entry!r}") from None
+    return networks
 
 
 def _port(name: str, value: str | int) -> int:
@@ -211,17 +287,20 @@ def load_settings(
         "WORKESTRA_HTTP_PORT", 8000))
     relay_value = env.get("WORKESTRA_SMTP_RELAY")
     size = env.get("WORKESTRA_MAX_MESSAGE_SIZE", str(40 * 1024 * 1024))
-    if not size.isdigit() or int(size) < 1024:
+    if not re.fullmatch(r"[0-9]+", size) or int(size) < 1024:
         raise SettingError(f"WORKESTRA_MAX_MESSAGE_SIZE: expected bytes (>= 1024), got {size!r}")
-    caps = {}
-    for name, default in (("WORKESTRA_AUTO_MAIL_PER_HOUR", "5"),
-                          ("WORKESTRA_AGENT_MAIL_PER_HOUR", "120"),
-                          ("WORKESTRA_SMTP_TIMEOUT", "300")):
-        caps[name] = env.get(name, default)
-        if not caps[name].isdigit():
-            raise SettingError(f"{name}: expected a whole number, got {caps[name]!r}")
-    if int(caps["WORKESTRA_SMTP_TIMEOUT"]) < 1:
-        raise SettingError("WORKESTRA_SMTP_TIMEOUT: expected seconds (>= 1), got 0")
+    auto_mail = _whole("WORKESTRA_AUTO_MAIL_PER_HOUR", env.get(
+        "WORKESTRA_AUTO_MAIL_PER_HOUR", "5"), minimum=0)
+    agent_mail = _whole("WORKESTRA_AGENT_MAIL_PER_HOUR", env.get(
+        "WORKESTRA_AGENT_MAIL_PER_HOUR", "120"), minimum=0)
+    smtp_timeout = _whole("WORKESTRA_SMTP_TIMEOUT", env.get("WORKESTRA_SMTP_TIMEOUT", "300"),
+                          minimum=1, what="of seconds")
+    # The portal reads these itself (portal/ratelimit.py); checked here so a bad one stops
+    # the command at start instead of failing every submission.
+    portal_limits(env)
+    if env.get("WORKESTRA_REDIS_URL", "").strip():
+        parse_redis_url(env["WORKESTRA_REDIS_URL"])
+    parse_trusted_proxies(env.get("WORKESTRA_TRUSTED_PROXIES", ""))
     backoff = env.get("WORKESTRA_OUTBOX_BACKOFF", "5")
     try:
         outbox_backoff = float(backoff)
@@ -240,10 +319,10 @@ def load_settings(
         smtp_port=smtp,
         http_port=http,
         max_message_size=int(size),
-        auto_mail_per_hour=int(caps["WORKESTRA_AUTO_MAIL_PER_HOUR"]),
-        agent_mail_per_hour=int(caps["WORKESTRA_AGENT_MAIL_PER_HOUR"]),
+        auto_mail_per_hour=auto_mail,
+        agent_mail_per_hour=agent_mail,
         dkim=_dkim_key(env),
         smtp_tls=_smtp_tls(env),
-        smtp_timeout=float(caps["WORKESTRA_SMTP_TIMEOUT"]),
+        smtp_timeout=float(smtp_timeout),
         outbox_backoff=outbox_backoff,
     )

@@ -1,33 +1,46 @@
 """Per-IP rate limits for the public endpoints, counted with `limits`.
 
 In memory by default (one process); in Redis when WORKESTRA_REDIS_URL is set, so every `serve`
-process behind a load balancer shares one count. The client's address is the socket peer,
-unless that peer is a proxy listed in WORKESTRA_TRUSTED_PROXIES: only then is
-X-Forwarded-For believed (its right-most address not itself a trusted proxy).
+process behind a load balancer shares one count. When Redis cannot be reached the portal keeps
+answering: each process counts on its own in memory (the same limits, so N processes let up to
+N times the limit through), logs one WARNING a minute at most while that lasts, tries Redis
+again every few seconds and goes back to it as soon as it answers. Counts made during the
+outage stay in the process; Redis resumes with what it held.
+
+The client's address is the socket peer, unless that peer is a proxy listed in
+WORKESTRA_TRUSTED_PROXIES: only then is X-Forwarded-For believed (its right-most address not
+itself a trusted proxy). The settings are checked at start by gateway/config.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
+import math
 import os
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
-from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage, RedisStorage, Storage
+from limits import RateLimitItem
+from limits.errors import StorageError
+from limits.storage import MemoryStorage, RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 from starlette.requests import Request
 
+from gateway.config import PORTAL_LIMITS, parse_redis_url, parse_trusted_proxies, portal_limits
+
+log = logging.getLogger("workestra.portal")
+
 # name -> (default, environment variable that overrides it, e.g. "20/hour")
-DEFAULTS = {
-    "submit": ("10/hour", "WORKESTRA_LIMIT_SUBMIT"),
-    "upload": ("5/10 minutes", "WORKESTRA_LIMIT_UPLOAD"),
-    "link": ("5/hour", "WORKESTRA_LIMIT_LINK"),
-    "reply": ("30/hour", "WORKESTRA_LIMIT_REPLY"),
-    "feedback": ("20/hour", "WORKESTRA_LIMIT_FEEDBACK"),
-    "search": ("600/minute", "WORKESTRA_LIMIT_SEARCH"),
-}
+DEFAULTS = PORTAL_LIMITS
+REDIS_TIMEOUT = 1.0  # seconds to connect or answer before a request counts in memory instead
+RETRY_REDIS_EVERY = 5.0  # seconds counted in memory before Redis is tried again
+WARN_EVERY = 60.0  # seconds between warnings while Redis stays away
+
+T = TypeVar("T")
 
 
 class SweptMemoryStorage(MemoryStorage):
@@ -50,19 +63,27 @@ class SweptMemoryStorage(MemoryStorage):
 
 
 class Limits:
-    """One limiter for the portal; `hit(name, ip)` is False once that IP is over the limit."""
+    """One limiter for the portal. `test(name, ip)` says whether that IP may go on, `hit`
+    counts one (and is False once over the limit), `retry_after` is the seconds until the
+    next one is let through."""
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         env = os.environ if env is None else env
         redis_url = env.get("WORKESTRA_REDIS_URL", "").strip()
         self.shared = bool(redis_url)
-        storage: Storage = (RedisStorage(redis_url, key_prefix=env.get(
-            "WORKESTRA_REDIS_PREFIX", "workestra")) if redis_url else SweptMemoryStorage())
-        self._limiter = MovingWindowRateLimiter(storage)
-        self._items: dict[str, RateLimitItem] = {
-            name: parse(env.get(var) or default) for name, (default, var) in DEFAULTS.items()}
-        self._proxies = [ipaddress.ip_network(p.strip(), strict=False) for p in
-                         env.get("WORKESTRA_TRUSTED_PROXIES", "").split(",") if p.strip()]
+        self._local = MovingWindowRateLimiter(SweptMemoryStorage())
+        self._limiter = self._local
+        if redis_url:
+            self._limiter = MovingWindowRateLimiter(RedisStorage(
+                parse_redis_url(redis_url), key_prefix=env.get(
+                    "WORKESTRA_REDIS_PREFIX", "workestra"), wrap_exceptions=True,
+                socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT))
+        self._items: dict[str, RateLimitItem] = portal_limits(env)
+        self._proxies = parse_trusted_proxies(env.get("WORKESTRA_TRUSTED_PROXIES", ""))
+        self._lock = threading.Lock()
+        self._away_until = 0.0  # monotonic time before which Redis is not tried again
+        self._away = False
+        self._warned = -math.inf
 
     def describe(self, name: str) -> str:
         item = self._items[name]
@@ -70,14 +91,60 @@ class Limits:
         per = f"{item.multiples} {unit}s" if item.multiples > 1 else unit
         return f"{item.amount} per {per}"
 
+    def _counted(self, op: Callable[[MovingWindowRateLimiter], T]) -> T:
+        """op on Redis, or on this process's memory while Redis cannot be reached."""
+        if self._limiter is self._local or time.monotonic() < self._away_until:
+            return op(self._local)
+        try:
+            result = op(self._limiter)
+        except StorageError as e:
+            self._gone(e.storage_error)
+            return op(self._local)
+        if self._away:
+            with self._lock:
+                if self._away:
+                    self._away = False
+                    log.info("rate limits: Redis answers again; counting there")
+        return result
+
+    def _gone(self, error: Exception) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._away = True
+            self._away_until = now + RETRY_REDIS_EVERY
+            if now - self._warned >= WARN_EVERY:
+                self._warned = now
+                log.warning("rate limits: Redis not reachable (%s: %s); each process counts "
+                            "in memory until it answers", type(error).__name__, error)
+
     def _hit(self, name: str, key: str) -> bool:
-        return self._limiter.hit(self._items[name], name, key)
+        return self._counted(lambda lim: lim.hit(self._items[name], name, key))
+
+    def _test(self, name: str, key: str) -> bool:
+        return self._counted(lambda lim: lim.test(self._items[name], name, key))
+
+    def _retry_after(self, name: str, key: str) -> int:
+        stats = self._counted(lambda lim: lim.get_window_stats(self._items[name], name, key))
+        if stats.remaining > 0:
+            return 0
+        return max(1, math.ceil(stats.reset_time - time.time()))
+
+    async def _run(self, fn: Callable[[str, str], T], name: str, key: str) -> T:
+        if self.shared:  # Redis calls leave the event loop free
+            return await asyncio.to_thread(fn, name, key)
+        return fn(name, key)
 
     async def hit(self, name: str, key: str) -> bool:
-        """Counts one request; Redis calls leave the event loop free."""
-        if self.shared:
-            return await asyncio.to_thread(self._hit, name, key)
-        return self._hit(name, key)
+        """Counts one request; False once the IP is over the limit."""
+        return await self._run(self._hit, name, key)
+
+    async def test(self, name: str, key: str) -> bool:
+        """Whether one more would be let through, counting nothing."""
+        return await self._run(self._test, name, key)
+
+    async def retry_after(self, name: str, key: str) -> int:
+        """Seconds until the IP may send again (0 if it may now)."""
+        return await self._run(self._retry_after, name, key)
 
     def _trusted(self, host: str) -> bool:
         try:

@@ -10,6 +10,7 @@ by any site; every other portal page may be framed only by the portal itself.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import secrets
 from urllib.parse import urlsplit
@@ -76,12 +77,13 @@ async def _workspace(request: Request) -> Workspace | None:
 
 
 def _form_page(request: Request, ws: Workspace, *, embed: bool, values: dict[str, str],
-               errors: dict[str, str], uploads: list[str], status: int = 200) -> Response:
+               errors: dict[str, str], uploads: list[str], status: int = 200,
+               limited: dict | None = None) -> Response:
     services: Services = request.app.state.services
     kept = [(t, upload_label(services, t) or "file") for t in uploads]
     return show(request, "submit.html", ws, embed=embed, status=status, values=values,
                 errors=errors, types=TYPES, uploads=kept, max_files=MAX_FILES,
-                max_description=MAX_DESCRIPTION, honeypot=HONEYPOT,
+                max_description=MAX_DESCRIPTION, honeypot=HONEYPOT, limited=limited,
                 session=values.get("dsid") or secrets.token_urlsafe(12))
 
 
@@ -120,13 +122,7 @@ async def submit(request: Request) -> Response:
     ws = await _workspace(request)
     if ws is None:
         return not_found(request)
-    limits = limits_of(request)
     embed = is_embed(request)
-    if not await limits.hit("submit", limits.client_ip(request)):
-        response = show(request, "rate_limited.html", ws, embed=embed, status=429,
-                        limit=limits.describe("submit"))
-        response.headers["Retry-After"] = "3600"
-        return response
     try:
         form = await read_form(request, max_files=MAX_FILES)
     except Refused as e:
@@ -138,14 +134,51 @@ async def submit(request: Request) -> Response:
         form.close()
 
 
+def _wait(seconds: int) -> str:
+    if seconds < 60:
+        return "in under a minute"
+    minutes = math.ceil(seconds / 60)
+    if minutes < 90:
+        return f"in about {minutes} minute{'s' if minutes > 1 else ''}"
+    return f"in about {round(minutes / 60)} hours"
+
+
+async def _limited(request: Request, ws: Workspace, form: Form, *, ip: str,
+                   values: dict[str, str], uploads: list[str]) -> Response:
+    """The form again with everything typed (429), and when the customer can send it. Files
+    chosen in this form are not stored (that would let an address over its limit fill the
+    disk); files sent ahead by portal.js are already stored and stay attached."""
+    services: Services = request.app.state.services
+    limits = limits_of(request)
+    retry = max(1, await limits.retry_after("submit", ip))
+    kept = [t for t in uploads if upload_label(services, t) is not None]
+    response = _form_page(request, ws, embed=is_embed(request, form), values=values, errors={},
+                          uploads=kept, status=429,
+                          limited={"limit": limits.describe("submit"), "when": _wait(retry),
+                                   "files_lost": bool(form.files)})
+    response.headers["Retry-After"] = str(retry)
+    return response
+
+
 async def _submitted(request: Request, services: Services, ws: Workspace,
                      form: Form) -> Response:
     embed = is_embed(request, form)
     values = {k: form.get(k).replace("\r\n", "\n").strip()
               for k in ("name", "email", "subject", "description", "type", "dsid")}
-    if form.get(HONEYPOT):  # only a bot fills a field no person can see
+    # Only a bot fills a field no person can see. Not counted against the limit: it opens no
+    # ticket and stores nothing, and counting it would let a bot behind a shared address (an
+    # office or carrier NAT) use up the people's allowance there, and show the bot a 429
+    # instead of the confirmation it takes for success.
+    if form.get(HONEYPOT):
         return show(request, "confirmation.html", ws, embed=embed, ticket=None)
     uploads = form.getlist("upload")[:MAX_FILES]
+    limits = limits_of(request)
+    ip = limits.client_ip(request)
+    # The limit counts opened tickets only ("10 ticket submissions per hour"): it is tested
+    # here and hit once the ticket is committed, so a form sent back for a mistake or an
+    # expired token costs nothing.
+    if not await limits.test("submit", ip):
+        return await _limited(request, ws, form, ip=ip, values=values, uploads=uploads)
     if not csrf_ok(request, form):
         return _form_page(request, ws, embed=embed, values=values, uploads=uploads, status=403,
                           errors={"form": "This form had expired. Please check it and send "
@@ -162,6 +195,11 @@ async def _submitted(request: Request, services: Services, ws: Workspace,
         return _form_page(request, ws, embed=embed, values=values, errors=errors,
                           uploads=uploads, status=400)
     ticket, tracking_url = await asyncio.to_thread(_open_ticket, services, ws, values, files)
+    # Counted after the commit, so test-then-hit is not atomic: submissions from one address
+    # that pass the test at the same moment all open tickets, overshooting the limit by as
+    # many as are in flight together (a few at most), which is accepted for not counting
+    # refused forms.
+    await limits.hit("submit", ip)
     services.mailer.wake()
     return show(request, "confirmation.html", ws, embed=embed, ticket=ticket,
                 tracking_url=tracking_url, token_in_url=True)

@@ -44,10 +44,59 @@ def test_postgres_url_uses_psycopg3(tmp_path):
     ({"WORKESTRA_OUTBOX_BACKOFF": "soon"}, "WORKESTRA_OUTBOX_BACKOFF"),
     ({"WORKESTRA_OUTBOX_BACKOFF": "0"}, "WORKESTRA_OUTBOX_BACKOFF"),
     ({"WORKESTRA_OUTBOX_BACKOFF": "nan"}, "WORKESTRA_OUTBOX_BACKOFF"),
+    ({"WORKESTRA_LIMIT_SUBMIT": "bogus"}, "WORKESTRA_LIMIT_SUBMIT: expected one limit"),
+    ({"WORKESTRA_LIMIT_UPLOAD": "0/hour"}, "WORKESTRA_LIMIT_UPLOAD: a limit of 0"),
+    ({"WORKESTRA_LIMIT_SEARCH": "10/hour;5/minute"}, "WORKESTRA_LIMIT_SEARCH"),
+    ({"WORKESTRA_REDIS_URL": "http://x"}, "WORKESTRA_REDIS_URL: expected redis://"),
+    ({"WORKESTRA_REDIS_URL": "redis://x:port"}, "WORKESTRA_REDIS_URL: Port could not"),
+    ({"WORKESTRA_TRUSTED_PROXIES": "not-an-ip"}, "WORKESTRA_TRUSTED_PROXIES: not an IP"),
+    ({"WORKESTRA_TRUSTED_PROXIES": "10.0.0.0/8, 10.0.0.0/33"}, "'10.0.0.0/33'"),
+    ({"WORKESTRA_MAX_MESSAGE_SIZE": "\u00b2"}, "WORKESTRA_MAX_MESSAGE_SIZE"),
+    ({"WORKESTRA_AUTO_MAIL_PER_HOUR": "\u00b2"}, "WORKESTRA_AUTO_MAIL_PER_HOUR"),
 ])
 def test_bad_values_name_the_setting(tmp_path, env, name):
     with pytest.raises(SettingError, match=name):
         load_settings(env, data_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"WORKESTRA_SMTP_TIMEOUT": "-1"},
+     "WORKESTRA_SMTP_TIMEOUT: expected a positive whole number of seconds, got '-1'"),
+    ({"WORKESTRA_SMTP_TIMEOUT": "0"},
+     "WORKESTRA_SMTP_TIMEOUT: expected a positive whole number of seconds, got '0'"),
+    ({"WORKESTRA_AUTO_MAIL_PER_HOUR": "-1"},
+     "WORKESTRA_AUTO_MAIL_PER_HOUR: expected a whole number (0 or more), got '-1'"),
+])
+def test_a_negative_number_is_refused_as_not_positive_not_as_not_whole(tmp_path, env, message):
+    with pytest.raises(SettingError) as e:
+        load_settings(env, data_dir=str(tmp_path))
+    assert str(e.value) == message
+
+
+def test_portal_limits_redis_and_proxies_accept_what_the_readme_shows(tmp_path):
+    for env in ({"WORKESTRA_LIMIT_SUBMIT": "5 per 10 minutes", "WORKESTRA_LIMIT_UPLOAD": "3/hour"},
+                {"WORKESTRA_REDIS_URL": "redis://127.0.0.1:6379"},
+                {"WORKESTRA_REDIS_URL": "rediss://:secret@cache.internal:6380/1"},
+                {"WORKESTRA_REDIS_URL": "unix:///run/redis/redis.sock"},
+                {"WORKESTRA_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.7,::1, fd00::/8"}):
+        load_settings(env, data_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("env, line", [
+    ({"WORKESTRA_LIMIT_SUBMIT": "bogus"},
+     "WORKESTRA_LIMIT_SUBMIT: expected one limit like 10/hour or 5/10 minutes, got 'bogus'"),
+    ({"WORKESTRA_REDIS_URL": "http://x"},
+     "WORKESTRA_REDIS_URL: expected redis://, rediss:// or unix://, got 'http://x'"),
+    ({"WORKESTRA_TRUSTED_PROXIES": "not-an-ip"},
+     "WORKESTRA_TRUSTED_PROXIES: not an IP address or network: 'not-an-ip'"),
+])
+def test_cli_stops_on_a_bad_portal_setting_instead_of_failing_every_submission(
+        tmp_path, env, line):
+    r = subprocess.run([sys.executable, "-m", "gateway", "serve", "--data-dir", str(tmp_path)],
+                       env={**env, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [f"workestra: {line}"]
 
 
 def test_cli_reports_a_bad_setting_in_one_line_with_exit_code_2(tmp_path):
