@@ -1,4 +1,5 @@
-"""`workestra dkim generate SLUG --selector s1`: a workspace signing key and its DNS record."""
+"""`workestra dkim generate SLUG [--selector s1] [--rotate]`: a workspace signing key and its DNS
+record. A workspace that has a key keeps it (its record is printed again) unless --rotate."""
 
 from __future__ import annotations
 
@@ -21,19 +22,28 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 return 1
             sender = services.mailer.sender_address(s, ws)
             domain = sender.rpartition("@")[2]
-            if ws.dkim_private_key and ws.dkim_selector == args.selector and not args.rotate:
+            current = ws.dkim_selector or "s1"
+            if ws.dkim_private_key and not args.rotate:
+                # Never replaced without --rotate, whatever --selector says: the record in DNS
+                # would stop matching the mail signed with the key it names.
+                selector = current
                 txt = dkim_keys.public_txt(ws.dkim_private_key)
-                note = "the workspace already has this key (--rotate replaces it)"
+                note = f"the workspace already has a key, selector {current}; nothing changed"
+                if args.selector not in (None, current):
+                    note += f" (--rotate --selector {args.selector} replaces it)"
+                else:
+                    note += " (--rotate replaces it)"
             else:
+                selector = args.selector or (current if ws.dkim_private_key else "s1")
                 pair = dkim_keys.generate()
-                ws.dkim_selector, ws.dkim_private_key = args.selector, pair.private_pem
+                ws.dkim_selector, ws.dkim_private_key = selector, pair.private_pem
                 s.add(ws)
                 txt = pair.txt_value()
-                note = f"mail from {sender} is signed with it from now on"
+                note = f"selector {selector}; mail from {sender} is signed with it from now on"
     finally:
         services.close()
     print(f"DKIM key for {args.slug} ({note}). Publish this DNS TXT record:")
-    print(f'{dkim_keys.record_name(args.selector, domain)}. IN TXT "{txt}"')
+    print(f'{dkim_keys.record_name(selector, domain)}. IN TXT "{txt}"')
     return 0
 
 
@@ -42,7 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     verbs = dkim.add_subparsers(dest="verb", required=True)
     gen = verbs.add_parser("generate", help="make a workspace's key pair, print its DNS record")
     gen.add_argument("slug")
-    gen.add_argument("--selector", default="s1", help="DNS selector (default s1)")
+    gen.add_argument("--selector", help="DNS selector of a new key (default: the current "
+                     "key's with --rotate, else s1); an existing key is kept without --rotate")
     gen.add_argument("--rotate", action="store_true", help="replace an existing key")
     gen.add_argument("--data-dir")
     gen.set_defaults(func=cmd_generate)

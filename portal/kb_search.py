@@ -118,7 +118,7 @@ async def article_page(request: Request) -> Response:
     raw_id = request.path_params["article_id"]
     if (ws is None or not (raw_id.isascii() and raw_id.isdigit())  # "²".isdigit() is True
             or int(raw_id) > MAX_ROW_ID):
-        return not_found(request)
+        return not_found(request, ws)
 
     def load() -> KBArticle | None:
         with services.store.tx() as s:
@@ -130,7 +130,7 @@ async def article_page(request: Request) -> Response:
 
     article = await asyncio.to_thread(load)
     if article is None:
-        return not_found(request)
+        return not_found(request, ws)
     return page(request, "article.html", workspace=ws, article=article, embed=False)
 
 

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PrefixLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from gateway.outbound.render import Brand
+from gateway.outbound.render import Brand, template_dir
 from storage.models import Workspace
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-_env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True))
+# "mail/..." names the mail templates' folder, for the helpers pages share with mail
+# (`{% from "mail/_file_size.j2" import file_size %}`: one way to write a size everywhere).
+_env = Environment(loader=ChoiceLoader([
+    FileSystemLoader(TEMPLATES), PrefixLoader({"mail": FileSystemLoader(template_dir())})]),
+    autoescape=select_autoescape(default=True))
+NEUTRAL = Brand("Support", "#2563eb", None, None)
 
 CSP = ("default-src 'self'; img-src 'self' data: https:; style-src 'self' 'unsafe-inline'; "
        "script-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'")
@@ -22,8 +28,7 @@ CSP = ("default-src 'self'; img-src 'self' data: https:; style-src 'self' 'unsaf
 
 def page(request: Request, template: str, *, workspace: Workspace | None, status: int = 200,
          token_in_url: bool = False, **context) -> HTMLResponse:
-    base = str(request.base_url).rstrip("/")  # the demo logo is site-relative
-    brand = Brand.of(workspace, base) if workspace else Brand("Support", "#2563eb", None, None)
+    brand = _brand(request, workspace) if workspace else NEUTRAL
     html = _env.get_template(template).render(request=request, brand=brand,
                                                workspace=workspace, **context)
     response = HTMLResponse(html, status_code=status)
@@ -34,6 +39,36 @@ def page(request: Request, template: str, *, workspace: Workspace | None, status
     if token_in_url:
         response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _brand(request: Request, workspace: Workspace) -> Brand:
+    """The workspace's branding; without a white-label support email, the address customers
+    may write to is its first support address (the one its mail comes from), if it has one."""
+    base = str(request.base_url).rstrip("/")  # the demo logo is site-relative
+    brand = Brand.of(workspace, base)
+    if brand.support_email is None and workspace.id is not None:
+        address = _first_address(request, workspace.id)
+        if address is not None:
+            brand = dataclasses.replace(brand, support_email=address)
+    return brand
+
+
+def _first_address(request: Request, workspace_id: int) -> str | None:
+    """The workspace's first support address, kept for WORKSPACE_TTL seconds per app like the
+    workspace itself: only pages of a workspace without a support email ask for it."""
+    state = request.app.state
+    kept: dict[int, tuple[str | None, float]] | None = getattr(state, "first_addresses", None)
+    if kept is None:
+        kept = state.first_addresses = {}
+    now = time.monotonic()
+    hit = kept.get(workspace_id)
+    if hit is not None and hit[1] > now:
+        return hit[0]
+    addresses = state.services.store.support_addresses(workspace_id=workspace_id)
+    if len(kept) > 1000:
+        kept.clear()
+    kept[workspace_id] = (addresses[0] if addresses else None, now + WORKSPACE_TTL)
+    return kept[workspace_id][0]
 
 
 def site_of(request: Request) -> tuple:
@@ -67,5 +102,7 @@ async def workspace_of(request: Request, slug: str) -> Workspace | None:
     return ws
 
 
-def not_found(request: Request) -> HTMLResponse:
-    return page(request, "not_found.html", workspace=None, status=404)
+def not_found(request: Request, workspace: Workspace | None = None) -> HTMLResponse:
+    """The 404 page: in the branding of a workspace the address names (an unknown article,
+    ticket or file of it), else neutral, so an unknown slug is told apart from no other."""
+    return page(request, "not_found.html", workspace=workspace, status=404)

@@ -176,11 +176,12 @@ def cookie_view(services: Services, slug: str, ref: str, cookie: str
         return ws, (_view(s, ticket.id) if ticket is not None else None)  # type: ignore[arg-type]
 
 
-async def _workspace_and_reference(request: Request) -> tuple[Workspace, str] | None:
-    """The workspace of the URL and a well-formed reference, or None for a plain 404."""
+async def _workspace_and_reference(request: Request) -> tuple[Workspace | None, str | None]:
+    """The workspace of the URL (None if unknown) and its reference (None unless well-formed):
+    without both, a 404, in the workspace's branding if it is known."""
     ws = await workspace_of(request, request.path_params["slug"])
     ref = request.path_params["ref"].upper()
-    return (ws, ref) if ws is not None and REFERENCE.match(ref) else None
+    return ws, (ref if REFERENCE.match(ref) else None)
 
 
 async def _from_cookie(request: Request, ws: Workspace, ref: str) -> Ticket | None:
@@ -247,7 +248,7 @@ async def tracking_page(request: Request) -> Response:
             found = None
     ws, view = await asyncio.to_thread(cookie_view, services, slug, ref, cookie)
     if ws is None or m is None:
-        return not_found(request)
+        return not_found(request, ws)
     if view is None:
         return _invalid(request, ws, ref, token=False)
     response = await _render(request, ws, view.ticket, sent=sent, view=view)
@@ -285,10 +286,9 @@ def _kept_page(request: Request, services: Services, cache: page_cache.PageCache
 async def _swap_token(request: Request) -> Response:
     """The link's token becomes a ticket-scoped cookie, and leaves the address bar."""
     services: Services = request.app.state.services
-    found = await _workspace_and_reference(request)
-    if found is None:
-        return not_found(request)
-    ws, ref = found
+    ws, ref = await _workspace_and_reference(request)
+    if ws is None or ref is None:
+        return not_found(request, ws)
     ticket = await asyncio.to_thread(authorised_ticket, services, ws, ref,
                                      request.query_params["t"])
     if ticket is None:
@@ -312,7 +312,7 @@ async def _render(request: Request, ws: Workspace, ticket: Ticket, *, sent: bool
     if view is None:
         view = await asyncio.to_thread(load_view, services, ticket.id)  # type: ignore[arg-type]
     if view is None:
-        return not_found(request)
+        return not_found(request, ws)
     response = show(request, "tracking.html", ws, status=status, ticket=view.ticket,
                     contact=view.contact, messages=view.messages, sent=sent,
                     values=values or {}, errors=errors or {}, max_files=MAX_FILES,
@@ -325,10 +325,9 @@ async def _render(request: Request, ws: Workspace, ticket: Ticket, *, sent: bool
 async def reply(request: Request) -> Response:
     """POST .../reply: the customer's reply from the page, with up to 3 files."""
     services: Services = request.app.state.services
-    found = await _workspace_and_reference(request)
-    if found is None:
-        return not_found(request)
-    ws, ref = found
+    ws, ref = await _workspace_and_reference(request)
+    if ws is None or ref is None:
+        return not_found(request, ws)
     ticket = await _from_cookie(request, ws, ref)
     if ticket is None:
         return _invalid(request, ws, ref, token=False)
@@ -381,29 +380,27 @@ async def reply(request: Request) -> Response:
 async def attachment(request: Request) -> Response:
     """A file of the ticket, for the holder of its session, as a download only."""
     services: Services = request.app.state.services
-    found = await _workspace_and_reference(request)
-    if found is None:
-        return not_found(request)
-    ws, ref = found
+    ws, ref = await _workspace_and_reference(request)
+    if ws is None or ref is None:
+        return not_found(request, ws)
     ticket = await _from_cookie(request, ws, ref)
     raw_id = request.path_params["file_id"]
     if ticket is None or not (raw_id.isascii() and raw_id.isdigit()):  # int("²") raises
-        return not_found(request)
+        return not_found(request, ws)
     view = await asyncio.to_thread(load_view, services, ticket.id)  # type: ignore[arg-type]
     visible = {a.id: a for m in (view.messages if view else []) for a in m.attachments}
     att = visible.get(int(raw_id))
     if att is None:
-        return not_found(request)
+        return not_found(request, ws)
     return await asyncio.to_thread(attachment_response, services, att)
 
 
 async def request_link(request: Request) -> Response:
     """Emails a fresh link to the address on the ticket; the answer never says if it exists."""
     services: Services = request.app.state.services
-    found = await _workspace_and_reference(request)
-    if found is None:
-        return not_found(request)
-    ws, ref = found
+    ws, ref = await _workspace_and_reference(request)
+    if ws is None or ref is None:
+        return not_found(request, ws)
     limits = limits_of(request)
     if not await limits.hit("link", limits.client_ip(request)):
         return show(request, "rate_limited.html", ws, status=429, limit=limits.describe("link"))

@@ -92,6 +92,53 @@ def test_generate_twice_keeps_the_key_unless_rotated(tmp_path, services, monkeyp
     assert main(["dkim", "generate", "nope", "--data-dir", env_dir]) == 1
 
 
+def _generate(services, monkeypatch, *extra: str) -> tuple[str, str, str]:
+    """`dkim generate acme EXTRA...` in this process: (record name, TXT value, all it printed)."""
+    from gateway.cli import build_parser
+
+    for name in list(os.environ):
+        if name.startswith("WORKESTRA_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("DATABASE_URL", services.settings.database_url)
+    monkeypatch.setenv("WORKESTRA_SECRET_KEY", services.settings.secret_key)
+    parsed = build_parser().parse_args(["dkim", "generate", "acme", *extra, "--data-dir",
+                                        str(services.settings.data_dir)])
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert parsed.func(parsed) == 0
+    return (*published(out.getvalue()), out.getvalue())
+
+
+def _stored(services) -> tuple[str | None, str | None]:
+    ws = services.store.workspace_by_slug("acme")
+    return ws.dkim_selector, ws.dkim_private_key
+
+
+def test_another_selector_without_rotate_keeps_the_key_and_says_which_it_has(services,
+                                                                             monkeypatch):
+    first_name, first_txt, _ = _generate(services, monkeypatch)
+    assert first_name == "s1._domainkey.acme.test"
+    key = _stored(services)
+    name, txt, said = _generate(services, monkeypatch, "--selector", "s2")
+    assert (name, txt) == (first_name, first_txt) and _stored(services) == key
+    assert "selector s1" in said and "--rotate" in said
+    # and the default selector again changes nothing either, after a rotation to s2
+    s2_name, s2_txt, _ = _generate(services, monkeypatch, "--selector", "s2", "--rotate")
+    assert s2_name == "s2._domainkey.acme.test" and s2_txt != first_txt
+    rotated = _stored(services)
+    assert rotated[0] == "s2" and rotated[1] != key[1]
+    name, txt, said = _generate(services, monkeypatch)
+    assert (name, txt) == (s2_name, s2_txt) and _stored(services) == rotated
+    assert "selector s2" in said
+
+
+def test_rotate_without_a_selector_keeps_the_current_one(services, monkeypatch):
+    _generate(services, monkeypatch, "--selector", "s7")
+    key = _stored(services)
+    name, _, _ = _generate(services, monkeypatch, "--rotate")
+    assert name == "s7._domainkey.acme.test"
+    assert _stored(services)[0] == "s7" and _stored(services)[1] != key[1]
+
+
 def test_workspaces_without_a_key_are_signed_with_the_gateways(tmp_path, database_url):
     from gateway.demo import seed_demo
     from gateway.services import build_services

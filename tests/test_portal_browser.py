@@ -198,7 +198,7 @@ def test_upload_progress_then_the_page_the_post_would_show(gw, browser, tmp_path
             pg.get_by_role("link", name="Track Ticket").click()
             pg.wait_for_url(re.compile(rf"/portal/acme/tickets/{reference}$"))
             assert pg.get_by_role("link", name=f"crash-{scheme}.png").is_visible()
-            assert pg.get_by_text("(3072.0 KB)").is_visible()
+            assert pg.get_by_text("(3.0 MB)").is_visible()
         finally:
             context.close()
 
@@ -360,3 +360,35 @@ def test_files_the_server_would_refuse_are_named_before_sending(gw, browser, tmp
         assert sent == []  # still nothing
     finally:
         context.close()
+
+
+def test_past_the_submission_limit_the_form_keeps_what_was_typed(tmp_path, page):  # noqa: F811
+    """Two tickets an hour from one address here; a mistake sent back does not count, the
+    third ticket gets the friendly 429 with everything typed still in the form."""
+    running = start_gateway(tmp_path, f"sqlite:///{tmp_path / 'data' / 'workestra.db'}", None,
+                            {"WORKESTRA_LIMIT_SUBMIT": "2/hour"})
+    try:
+        def send(subject: str, email: str = "jane@customer.test") -> int:
+            page.goto(f"{running.base_url}/portal/acme/submit")
+            page.get_by_label("Name").fill("Jane Customer")
+            page.get_by_label("Email").fill(email)
+            page.get_by_label("Subject").fill(subject)
+            page.get_by_label("Description").fill(f"About {subject}.")
+            with page.expect_response(lambda r: r.request.method == "POST") as answer:
+                page.get_by_role("button", name="Submit request").click()
+            return answer.value.status
+
+        assert send("First", email="not-an-address") == 400  # sent back: not counted
+        assert page.get_by_label("Email").get_attribute("aria-invalid") == "true"
+        for subject, ref in (("First", "TKT-0001"), ("Second", "TKT-0002")):
+            assert send(subject) == 200
+            page.get_by_text(ref).wait_for()
+        assert send("Third") == 429
+        assert page.get_by_role("alert").get_by_text("Please wait a little.").is_visible()
+        assert page.get_by_label("Subject").input_value() == "Third"
+        assert page.get_by_label("Description").input_value() == "About Third."
+        assert page.get_by_label("Email").input_value() == "jane@customer.test"
+        page.emulate_media(color_scheme="dark")
+        page.screenshot(path=str(tmp_path / "rate_limited_dark.png"), full_page=True)
+    finally:
+        stop_gateway(running)

@@ -95,3 +95,21 @@ def test_shown_clicked_dismissed_submitted_are_logged_and_give_a_rate(services):
     d = deflection(services.engine, _acme(services))
     assert (d.sessions, d.avoided, d.rate) == (2, 1, 0.5)
     assert c.get("/api/public/kb/search?slug=nope&q=x").status_code == 404
+
+
+def test_a_known_workspaces_missing_article_404_is_branded_an_unknown_slugs_is_not(services):
+    c = client(services)
+    with services.store.tx() as s:
+        draft = KBArticle(workspace_id=_acme(services), title="Draft", body="Not yet.",
+                          published=False)
+        s.add(draft)
+        s.flush()
+        draft_id = draft.id
+    for address in ("/portal/acme/kb/999", "/portal/acme/kb/abc", f"/portal/acme/kb/{draft_id}",
+                    "/portal/acme/kb/99999999999999999999"):
+        r = c.get(address)
+        assert r.status_code == 404 and "Page not found" in r.text, address
+        assert "Acme Support" in r.text and "#7c3aed" in r.text and "acme-logo.svg" in r.text
+    r = c.get("/portal/nope/kb/1")
+    assert r.status_code == 404 and "Page not found" in r.text
+    assert "Acme" not in r.text and "7c3aed" not in r.text

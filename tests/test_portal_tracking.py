@@ -9,7 +9,7 @@ from sqlmodel import select
 
 from gateway.intake import Person, TicketRequest
 from gateway.tokens import feedback_token, tracking_token
-from storage.models import Comment, Notification, Ticket, Workspace
+from storage.models import Attachment, Comment, Notification, Ticket, Workspace
 from tests.test_portal_common import PNG, client, csrf_of, submit
 
 SECRET = "test-secret-key-0123456789"
@@ -209,3 +209,74 @@ def test_a_kept_session_cookie_still_expires_and_a_forged_one_is_never_kept(serv
     assert tracking.session_claim(services, forged) is None
     assert tracking.session_claim(services, forged) is None
     assert tracking._signed.cache_info().currsize == kept  # a failure is never kept
+
+
+def _branded(html: str) -> bool:
+    return "Acme Support" in html and "#7c3aed" in html and "acme-logo.svg" in html
+
+
+def test_a_known_workspaces_404s_carry_its_branding_an_unknown_slugs_do_not(services):
+    c = client(services)
+    path, url = _open(c)
+    c.get(url)  # the ticket's cookie: even its holder gets a branded 404 for a missing file
+    for address in ("/portal/acme/tickets/garbage", "/portal/acme/tickets/garbage/files/1",
+                    f"{path}/files/999", f"{path}/files/x"):
+        r = c.get(address)
+        assert r.status_code == 404 and "Page not found" in r.text, address
+        assert _branded(r.text), address
+        assert 'href="/portal/acme"' in r.text
+    for address in ("/portal/nope/tickets/TKT-0001", "/portal/nope/tickets/garbage",
+                    "/portal/nope/tickets/TKT-0001/files/1"):
+        r = c.get(address)
+        assert r.status_code == 404 and "Page not found" in r.text, address
+        assert "Acme" not in r.text and "7c3aed" not in r.text and "/portal/acme" not in r.text
+    bad = c.post("/portal/acme/tickets/garbage/link", data={})
+    assert bad.status_code == 404 and _branded(bad.text)
+
+
+def test_a_missing_ticket_looks_like_one_you_may_not_see(services):
+    c = client(services)
+    path, _ = _open(c)  # TKT-0001 exists, with a file
+    with services.store.read() as s:
+        file_id = s.exec(select(Attachment.id)).one()
+    stranger = client(services)  # no cookie for it
+    real, missing = stranger.get(path), stranger.get("/portal/acme/tickets/TKT-9999")
+    assert real.status_code == missing.status_code == 403
+    assert "Printer" not in real.text
+    same = (real.text.replace("TKT-0001", "X"), missing.text.replace("TKT-9999", "X"))
+    assert _csrf_free(same[0]) == _csrf_free(same[1])
+    real_file = stranger.get(f"{path}/files/{file_id}")
+    missing_file = stranger.get(f"/portal/acme/tickets/TKT-9999/files/{file_id}")
+    assert real_file.status_code == missing_file.status_code == 404
+    assert real_file.text == missing_file.text and _branded(real_file.text)
+
+
+def _csrf_free(html: str) -> str:
+    return re.sub(r'name="csrf_token" value="[^"]+"', "", html)
+
+
+def test_attachment_sizes_read_as_bytes_kb_or_mb(services):
+    c = client(services)
+    _, url = _open(c)
+    html = c.get(url).text
+    assert f"shot.png</a> <span class=\"muted\">({len(PNG)} bytes)</span>" in html
+    assert "0.1 KB" not in html
+
+
+def test_pages_say_to_write_to_the_support_email_or_else_the_first_support_address(services):
+    c = client(services)
+    home = c.get("/portal/acme").text
+    assert 'mailto:support@acme.test' in home and "help@acme.test" not in home
+    with services.store.tx() as s:
+        ws = Workspace(slug="globex", name="Globex")
+        s.add(ws)
+        s.flush()
+        services.store.add_support_address(s, ws.id, "help@globex.test")
+        services.store.add_support_address(s, ws.id, "billing@globex.test")
+        s.add(Workspace(slug="initech", name="Initech"))
+    globex = c.get("/portal/globex").text
+    assert "Questions? <a href=\"mailto:help@globex.test\">help@globex.test</a>" in globex
+    assert "billing@globex.test" not in globex
+    initech = c.get("/portal/initech").text  # no address at all: none is made up
+    assert "Questions?" not in initech and "mailto:" not in initech
+    assert "our support address" in initech

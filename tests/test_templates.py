@@ -127,14 +127,50 @@ def test_agent_reply_shows_reply_attachments_and_recent_history_below_a_line(dem
         "customer/agent_reply"])
     text = out.text
     assert "Alex Agent" in text and "Moved your queue to room 6." in text
-    assert "checklist.pdf (48.2 kB)" in text
-    assert "checklist.pdf" in out.html and "48.2 kB" in out.html
+    assert "checklist.pdf (47.1 KB)" in text  # 48,213 bytes
+    assert "checklist.pdf" in out.html and "(47.1 KB)" in out.html
     line = text.index("Recent history")
     assert text.index("Moved your queue") < line < text.index("> Message 4")
     # the last three earlier messages, newest first; the oldest is left out
     assert text.index("> Message 4") < text.index("> Message 3") < text.index("> Message 2")
     assert "Message 1" not in text and "Message 1" not in out.html
     assert "Recent history" in out.html
+
+
+@pytest.mark.parametrize(("size", "shown"), [
+    (0, "0 bytes"), (1, "1 byte"), (15, "15 bytes"), (1023, "1023 bytes"), (1024, "1.0 KB"),
+    (1229, "1.2 KB"), (1_048_524, "1023.9 KB"), (1_048_575, "1.0 MB"),
+    (int(3.4 * 1024 * 1024), "3.4 MB"), (10 * 1024 * 1024, "10.0 MB")])
+def test_one_helper_writes_file_sizes_in_mail_and_on_portal_pages(size, shown):
+    from portal.pages import _env as portal_env
+
+    mail = Renderer().environment().from_string(
+        '{% from "_file_size.j2" import file_size %}{{ file_size(n) }}')
+    portal = portal_env.from_string(
+        '{% from "mail/_file_size.j2" import file_size %}{{ file_size(n) }}')
+    assert mail.render(n=size) == portal.render(n=size) == shown
+
+
+def test_a_small_attachment_is_not_zero_kb_in_the_agents_reply(demo):
+    ctx = contexts(demo, acme(demo), full=True)["customer/agent_reply"]
+    ctx["attachments"][0].size = 15
+    out = render("customer/agent_reply", ctx)
+    assert "checklist.pdf (15 bytes)" in out.text and "(15 bytes)" in out.html
+    assert "0.0 KB" not in out.text and "0.0 KB" not in out.html
+
+
+def test_recent_history_says_you_the_same_way_in_every_entry_and_part(demo):
+    ctx = contexts(demo, acme(demo), full=True)["customer/agent_reply"]
+    for m in ctx["history"]:
+        m.author_name = ""  # a customer known only by address
+    ctx["history"][-1].created_at = None  # an entry without a date
+    out = render("customer/agent_reply", ctx)
+    said = re.findall(r"^(\S+) wrote\b[^\n]*:$", out.text, re.MULTILINE)
+    assert said == ["You", "You", "You"], out.text
+    assert "you wrote" not in out.text and "On you" not in out.text
+    assert "You wrote:\n> Message 4" in out.text  # undated
+    assert re.search(r"You wrote on \d\d \w{3} \d{4} \d\d:\d\d:\n> Message 3", out.text)
+    assert "you" not in re.sub(r"(?s).*Recent history", "", out.html).replace("your", "")
 
 
 def test_agent_reply_without_attachments_or_history_has_neither_section(demo):
