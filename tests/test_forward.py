@@ -326,3 +326,42 @@ def test_crisp_email_forward_parser_corpus():
     share = hits / len(cases)
     print(f"crisp_email_forward_parser: {hits}/{len(cases)} = {share:.0%}; misses: {misses}")
     assert share >= 0.99  # measured 110/111
+
+
+_CAROL_FORWARD = (
+    "\n\n---------- Forwarded message ---------\n"
+    "From: Carol Customer <carol@customerco.com>\nDate: Mon, 3 Jun 2024 at 10:12\n"
+    "Subject: order 1234\nTo: <agent@acme.test>\n\nWhere is my parcel?\n"
+)
+
+
+@pytest.mark.parametrize(
+    "note",
+    [
+        "Heads-up: her lawyer jim@lawfirm.com wrote on 03/06/2024:",
+        "Her lawyer <jim@lawfirm.com> wrote on 3 June 2024:",
+        "From: Reseller Desk <desk@reseller.com>",
+        "From: the reseller <desk@reseller.com> who forwarded it to me.",
+        "The reseller's header said:\nFrom: desk@reseller.com\nTo: sales@ourco.com",
+        "> On Mon, 3 Jun 2024 at 10:15, Dave Boss <dave@ourco.com> wrote:",
+    ],
+)
+@pytest.mark.parametrize("subject", ["Fwd: order 1234", "order 1234"])
+def test_agent_note_above_a_forward_marker_is_not_the_sender(note: str, subject: str):
+    want = Address("Carol Customer", "carol@customerco.com")
+    assert original_sender(mail(note + _CAROL_FORWARD, subject)) == want
+
+
+def test_reply_quoting_a_forward_is_still_a_reply():
+    quoted = "".join(f"> {line}\n" for line in _CAROL_FORWARD.strip("\n").split("\n"))
+    body = f"Thanks!\n\nOn Mon, 3 Jun 2024 at 10:15, Dave <dave@ourco.com> wrote:\n{quoted}"
+    assert original_sender(mail(body, "Re: order 1234")) is None
+
+
+def test_top_header_block_above_a_nested_forward_marker_still_wins():
+    body = (
+        "________________________________\nFrom: Doe, Sam <sam.doe@example.com>\n"
+        "Sent: Tuesday, June 4, 2024 09:05\nTo: Agent <agent@acme.test>\nSubject: refund\n\n"
+        "See what the shop sent me:" + _CAROL_FORWARD
+    )
+    assert original_sender(mail(body, "FW: refund")) == Address("Doe, Sam", "sam.doe@example.com")

@@ -118,19 +118,31 @@ def original_sender(mail: ParsedMail) -> Address | None:
     subject = mail.subject or ""
     subject_says = bool(_FORWARD_SUBJECT.match(subject))
     reply = not subject_says and bool(_REPLY_SUBJECT.match(subject))
+    markers = [_FORWARD_MARKER.match(line) for line in lines]
+    # The first forward marker's line, or 0 when there is none (nothing lies above it).
+    first_marker = next((i for i, m in enumerate(markers) if m), 0)
     written_above = False
     for i, line in enumerate(lines):
-        marker = _FORWARD_MARKER.match(line)
+        marker = markers[i]
         from_key = _FROM_KEY.match(line)
         if marker or from_key or _is_attribution(line):
             if marker and reply and _ORIGINAL.search(marker.group(0)):
                 return None  # Outlook's separator over a reply's quote
             # Unmarked, only a whole header block at the top counts: a mail that opens with
             # "On ..., Ann wrote:" is a bottom-posted reply, a lone "From:" line is just text.
+            # Above a marker, the block's fields end where the marker's block begins.
+            end = min(i + 6, first_marker) if i < first_marker else i + 6
             header_block = from_key is not None and any(
-                _HEADER_FIELD.match(x) for x in lines[i + 1 : i + 6]
+                _HEADER_FIELD.match(x) for x in lines[i + 1 : end]
             )
             top_block = not (written_above or reply) and header_block
+            if i < first_marker and not (reply or top_block):
+                # A forward marker further down opens the forwarded block: a From line or
+                # attribution above it is the agent's note ("her lawyer <jim@...> wrote on
+                # ...:"), not the forward's sender. Under a reply's subject it still makes
+                # the mail a quoted reply.
+                written_above = written_above or _is_written(line)
+                continue
             if not (marker or subject_says or top_block):
                 return None  # a quoted reply's header, not a forward
             rest = line[marker.end() :] if marker else ""
