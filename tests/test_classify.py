@@ -81,6 +81,93 @@ def test_customer_subjects_that_mention_these_words_stay_normal(subject, body):
     assert classify(mail(f"From: a@example.com\nSubject: {subject}", body))[0] == "normal"
 
 
+NEW_MAIL_OOO_WORDS = [
+    ("On vacation - package lost", "I was on vacation and the package never arrived."),
+    ("Abwesend - Paket beim Nachbarn?", "Ich war abwesend. Liegt das Paket beim Nachbarn?"),
+    ("Away - order missing", "Hello, my order 55 never came."),
+    ("Urlaub - Buchung stornieren?", "Wir möchten unseren Urlaub stornieren."),
+    ("Out of office: chair broke", "Our out of office chair broke after a week."),
+    ("Fwd: On vacation - package lost", "See below, the parcel is gone."),
+]
+
+
+@pytest.mark.parametrize("subject, body", NEW_MAIL_OOO_WORDS)
+def test_new_mail_starting_with_out_of_office_words_stays_normal(subject, body):
+    assert classify(mail(f"From: a@example.com\nSubject: {subject}", body)) == ("normal", [])
+
+
+@pytest.mark.parametrize("subject, body", NEW_MAIL_OOO_WORDS)
+@pytest.mark.parametrize(
+    "extra",
+    ["In-Reply-To: <t-42.abc@acme.test>", "References: <t-42.abc@acme.test>",
+     "X-Auto-Response-Suppress: All"],
+)
+def test_out_of_office_words_corroborated_by_a_header(subject, body, extra):
+    kind, reasons = classify(mail(f"From: a@example.com\nSubject: {subject}\n{extra}", body))
+    assert kind == "auto_reply" and "ooo-subject" in reasons
+
+
+@pytest.mark.parametrize("prefix", ["Re: ", "RE: ", "AW: ", "Sv: ", "[users] Re: "])
+def test_out_of_office_words_after_a_reply_prefix(prefix):
+    headers = f"From: a@example.com\nSubject: {prefix}On vacation - package lost"
+    assert classify(mail(headers, "Hello"))[0] == "auto_reply"
+
+
+@pytest.mark.parametrize(
+    "subject, body",
+    [("On vacation", "I am on vacation until 10 June with no access to email."),
+     ("Abwesend", "Ich bin bis zum 10. Juni abwesend."),
+     ("Away until Monday", "I'm away until Monday and will reply then.")],
+)
+def test_out_of_office_words_corroborated_by_a_responder_text(subject, body):
+    assert classify(mail(f"From: a@example.com\nSubject: {subject}", body))[0] == "auto_reply"
+    # Only the start of the body counts: a quoted notice far down does not.
+    far = "Hello, my parcel is lost.\n" + "x " * 1100 + "\n> " + body
+    assert classify(mail(f"From: a@example.com\nSubject: {subject}", far))[0] == "normal"
+
+
+MORE_OOO_SUBJECTS = ["I'm out of the office", "I'm out of the office until 10 June",
+                     "Je suis absente jusqu'au 10 juin", "Abwesenheit: Ihre Anfrage",
+                     "Ich bin nicht im Büro", "Away until Monday", "Urlaub bis 10.6.",
+                     "I’m away", "Je suis absent jusqu'au lundi"]
+
+
+@pytest.mark.parametrize("subject", MORE_OOO_SUBJECTS)
+def test_more_out_of_office_subjects_replying_to_our_mail(subject):
+    headers = f"From: a@example.com\nSubject: {subject}: [TKT-0042] Where is my order?"
+    assert classify(mail(headers + "\nIn-Reply-To: <t-42.abc@acme.test>"))[0] == "auto_reply"
+    headers = f"From: a@example.com\nSubject: {subject}\nIn-Reply-To: <t-42.abc@acme.test>"
+    kind, reasons = classify(mail(headers, "Thank you for your message."),
+                             own_domains={"acme.test"})
+    assert kind == "auto_reply" and "ooo-subject" in reasons
+
+
+@pytest.mark.parametrize("subject", MORE_OOO_SUBJECTS)
+def test_more_out_of_office_subjects_alone_stay_normal(subject):
+    headers = f"From: a@example.com\nSubject: {subject}"
+    assert classify(mail(headers, "Where is my parcel? It was due last week."))[0] == "normal"
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["I'm out of ideas, the app crashes", "Away mode does not work", "Urlaubsantrag app bug",
+     "Abwesenheitszeiten im Kalender falsch", "Awaiting my refund"],
+)
+def test_customer_subjects_near_the_new_words_stay_normal(subject):
+    headers = f"From: a@example.com\nSubject: {subject}\nIn-Reply-To: <m1@example.com>"
+    assert classify(mail(headers, "Hello"))[0] == "normal"
+
+
+def test_a_customer_answering_a_ticket_about_a_vacation_stays_normal():
+    # Our confirmation's subject is "[TKT-0042] On vacation - package lost": the customer's
+    # answer echoes it, with or without "Re:", and names our Message-ID in In-Reply-To.
+    for subject in ("Re: [TKT-0042] On vacation - package lost",
+                    "[TKT-0042] On vacation - package lost",
+                    "[TKT-0042] Re: On vacation - package lost"):
+        headers = f"From: a@example.com\nSubject: {subject}\nIn-Reply-To: <t-42.abc@acme.test>"
+        assert classify(mail(headers, "Any news?"), own_domains={"acme.test"}) == ("normal", [])
+
+
 def test_dsn_bounce():
     raw = (
         "From: MAILER-DAEMON@mx.example.com\nSubject: Undelivered Mail Returned to Sender\n"
@@ -132,12 +219,66 @@ def test_parcel_delivery_subjects_from_people_stay_normal(sender, subject):
     assert classify(mail(f"From: {sender}\nSubject: {subject}", body))[0] == "normal"
 
 
+@pytest.mark.parametrize(
+    "sender, subject",
+    [("Bounce Fitness <info@bouncefitness.com>", "Delivery failed for order 55"),
+     ("Mailer Dept <mailer@printco.com>", "Undeliverable address on my invoice"),
+     ("Mail Delivery Team <team@parcels.example>", "Delivery failure on order 9"),
+     ("SMTP Hosting GmbH <info@smtp-hosting.example>", "Undelivered goods")],
+)
+def test_company_names_with_mail_system_words_are_people(sender, subject):
+    body = "The courier says the parcel could not be delivered. Please send it again."
+    assert classify(mail(f"From: {sender}\nSubject: {subject}", body)) == ("normal", [])
+    # The same sender with a mail server's report in the body is one.
+    assert classify(mail(f"From: {sender}\nSubject: {subject}", FAILURE_REPORT))[0] == "bounce"
+
+
+@pytest.mark.parametrize(
+    "sender",
+    ["Mail Delivery Subsystem <mailer-daemon@googlemail.com>",
+     "Mail Delivery System <noreply@mx.example>",
+     "MAILER-DAEMON <noreply@mx.example>",
+     "Microsoft Outlook <outlook@contoso.example>",
+     "System Administrator <sysadm@corp.example>",
+     '"Mail Delivery Subsystem" <noreply@mx.example>',
+     "<mail-delivery@mx.example>",
+     "<bounces+abc=x@mx.example>",
+     "<smtp-gateway@mx.example>",
+     "<MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@corp.example>"],
+)
+def test_mail_system_names_with_a_bounce_subject_are_bounces(sender):
+    headers = f"From: {sender}\nSubject: Undeliverable: My order is late"
+    kind, reasons = classify(mail(headers, "Delivery has failed to these recipients."))
+    assert kind == "bounce" and "bounce-subject" in reasons
+
+
 def test_a_postmaster_answering_us_is_a_person_unless_it_reports_a_failure():
     human = "From: Postmaster <postmaster@customer.example>\nSubject: Re: blocked mails"
     assert classify(mail(human, "We whitelisted your server, please try again."))[0] == "normal"
     assert classify(mail(human, FAILURE_REPORT))[0] == "bounce"
-    assert classify(mail("From: postmaster@x.example\nSubject: Mail failure"))[0] == "bounce"
+    assert classify(mail("From: postmaster@x.example\nSubject: Mail failure",
+                         FAILURE_REPORT))[0] == "bounce"
     assert classify(mail("From: MAILER-DAEMON@x.example\nSubject: Re: x"))[0] == "bounce"
+
+
+@pytest.mark.parametrize("subject", ["Question about invoice", "Undelivered parcel",
+                                     "Mail failure", "Re: blocked mails"])
+def test_a_postmaster_is_a_person_without_a_failure_report(subject):
+    headers = f"From: postmaster@smallco.de\nSubject: {subject}"
+    body = "The parcel was not delivered to us. Can you send it again?"
+    assert classify(mail(headers, body)) == ("normal", [])
+    assert classify(mail(headers, FAILURE_REPORT))[0] == "bounce"
+    named = f"From: Postmaster <postmaster@smallco.de>\nSubject: {subject}"
+    assert classify(mail(named, body))[0] == "normal"
+
+
+def test_a_postmaster_delivery_status_report_is_a_bounce():
+    raw = ("From: postmaster@smallco.de\nSubject: Delivery Status Notification (Failure)\n"
+           'Content-Type: multipart/mixed; report-type=delivery-status; boundary="b"\n\n'
+           "--b\nContent-Type: text/plain\n\nConfidential.\n--b--\n")
+    assert classify(parse(raw.encode()))[0] == "bounce"
+    # MAILER-DAEMON needs nothing more.
+    assert classify(mail("From: MAILER-DAEMON@smallco.de\nSubject: Question"))[0] == "bounce"
 
 
 def test_read_receipts_and_other_reports_are_automatic():
@@ -202,7 +343,7 @@ def test_custom_loop_header():
 
 def test_priority_bounce_over_auto_reply_over_list():
     headers = "From: postmaster@x.org\nSubject: hi\nPrecedence: bulk\nList-Id: <l.x>"
-    assert classify(mail(headers))[0] == "bounce"
+    assert classify(mail(headers, FAILURE_REPORT))[0] == "bounce"
     assert classify(mail(CUSTOMER + "\nPrecedence: junk\nList-Id: <l.x>"))[0] == "auto_reply"
 
 

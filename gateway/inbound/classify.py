@@ -9,13 +9,18 @@ from dataclasses import dataclass
 from gateway.inbound.mail import Classification, ParsedMail
 
 # Out-of-office subjects, anchored at the start so "Out of office hours?" from a customer is safe.
+# Group "tag" holds a leading "[list]" or "[TKT-0042]", "prefixes" any Re:/AW:/Fwd: after it.
 _OOO_SUBJECT = re.compile(
-    r"^\s*(?:\[[^\]]*\]\s*)?(?:(?:re|aw|fw|fwd|wg|tr|sv|vs|antw)\s*:\s*)*(?:"
+    r"^\s*(?P<tag>\[[^\]]*\]\s*)?(?P<prefixes>(?:(?:re|aw|fw|fwd|wg|tr|sv|vs|antw)\s*:\s*)*)(?:"
     r"out of (?:the )?office|automatic reply|auto[- ]?reply|auto[- ]?response|autoresponse"
     r"|i am (?:currently )?(?:out of|away from) (?:the|my) office|away from (?:the|my) office"
-    r"|on (?:vacation|holiday|leave)|abwesenheitsnotiz|automatische antwort|abwesend"
-    r"|nicht im büro|außer haus|réponse automatique|absence du bureau|absent du bureau"
-    r"|je suis absent|respuesta automática|respuesta automatica|fuera de la oficina"
+    r"|i['’]?m (?:currently )?(?:out of (?:the |my )?office|away(?: from (?:the|my) office)?)"
+    r"|i am (?:currently )?away|away"
+    r"|on (?:vacation|holiday|leave)|abwesenheit(?:snotiz)?|automatische antwort|abwesend"
+    r"|(?:ich bin (?:derzeit |zurzeit |aktuell )?)?(?:nicht im büro|im urlaub)|urlaub"
+    r"|außer haus|réponse automatique|absence du bureau|absente? du bureau"
+    r"|je suis (?:actuellement )?absente?|respuesta automática|respuesta automatica"
+    r"|fuera de la oficina"
     r"|risposta automatica|fuori (?:sede|ufficio)|assente|automatisch antwoord"
     r"|afwezig(?:heid)?|niet op kantoor|resposta automática|resposta automatica"
     r"|fora do escritório|ausente|automatiskt svar|autosvar|automatisk svar|frånvaro"
@@ -23,12 +28,33 @@ _OOO_SUBJECT = re.compile(
     r"|automatyczna odpowiedź|poza biurem|automatická odpověď|mimo kancelář"
     r"|автоматический ответ|нет на месте|в отпуске|自动回复|自動回覆|自動応答|不在"
     r"|otomatik yanıt|ofis dışında)"
-    r"(?=\s*(?:[:\-–(]|$|until|till|bis|jusqu|hasta|fino|tot|até|till))",
+    r"(?=\s*(?:[:\-–(]|$|until\b|till\b|bis\b|jusqu|hasta\b|fino\b|tot\b|até\b))",
     re.IGNORECASE,
 )
+# What a responder's own text says, first thing in its body: "I am out of the office until",
+# "Ich bin bis ... nicht im Büro". Present tense or future, first person: a customer writes
+# "I was on vacation" about the past.
+_RESPONDER_TEXT = re.compile(
+    r"\bi(?: am|['’]m) (?:currently |now )?(?:out of (?:the |my )?office|away\b|absent\b"
+    r"|on (?:annual |parental |maternity |paternity |sick |study )?(?:leave|vacation|holiday))"
+    r"|\bi (?:will|shall) be (?:out of (?:the |my )?office|away|absent"
+    r"|on (?:annual |parental |maternity |paternity |sick )?(?:leave|vacation|holiday))"
+    r"|\b(?:limited|no) access to (?:my )?e-?mails?\b"
+    r"|\bthis is an? (?:automatic(?:ally generated)?|auto(?:mated)?)[- ]?(?:reply|response|message)"
+    r"|\bich bin (?:\S+ ){0,6}?(?:nicht im büro|abwesend|im urlaub|außer haus)"
+    r"|\bje (?:suis|serai) (?:\S+ ){0,3}?absente?\b"
+    r"|\b(?:estoy|estaré) (?:\S+ ){0,3}?(?:fuera de la oficina|ausente)"
+    r"|\b(?:sono|sarò) (?:\S+ ){0,3}?(?:fuori (?:ufficio|sede)|assente)"
+    r"|\bik ben (?:\S+ ){0,3}?(?:afwezig|niet op kantoor)"
+    r"|\b(?:estou|estarei) (?:\S+ ){0,3}?(?:ausente|fora do escritório)"
+    r"|\bjag är (?:\S+ ){0,3}?(?:ledig|borta|frånvarande)\b",
+    re.IGNORECASE,
+)
+_RESPONDER_HEAD = 2000
+_OUR_REFERENCE = re.compile(r"\bTKT-\d{4,9}\b", re.IGNORECASE)  # as in thread.py
+_REPLY_WORD = re.compile(r"\b(?:re|aw|sv|vs|antw)\s*:", re.IGNORECASE)
 _DAEMON = re.compile(r"^(?:mailer-daemon|mail-daemon|mailerdaemon)(?:@|$)", re.I)
 _POSTMASTER = re.compile(r"^postmaster(?:@|$)", re.I)
-_REPLY_PREFIX = re.compile(r"^\s*(?:re|aw|sv|vs|antw|odp|ynt|回复|答复)\s*:", re.I)
 # Non-delivery subjects; only trusted from a sender that looks like a mail system.
 _BOUNCE_SUBJECT = re.compile(
     r"^\s*(?:undeliver(?:ed|able)|returned mail|mail delivery (?:failed|failure|warning|status)"
@@ -38,7 +64,24 @@ _BOUNCE_SUBJECT = re.compile(
     r"|no se puede entregar|non recapitabile|onbestelbaar|kan niet worden bezorgd)",
     re.IGNORECASE,
 )
-# Names only mail software uses; enough with a non-delivery subject.
+# Mail software's sender names. In the local part ("MAILER-DAEMON@", "mail-delivery@",
+# "bounces+x@"): a customer's company name is not there. As a display name only the whole
+# name counts: "Bounce Fitness" or "Mailer Dept" is a company. Postmaster is a role people
+# answer from, so it needs a failure report (see _mailer_daemon).
+_SYSTEM_LOCAL = re.compile(
+    r"daemon|mail[._-]?delivery|smtp|antivirus|imss|^bounces?(?:$|[-+=._])"
+    r"|system[._-]?administrator|microsoftexchange"
+    r"|^mail[._-]?(?:system|server|service|gateway)(?:$|[-+=._])",
+    re.IGNORECASE,
+)
+_SYSTEM_NAME = re.compile(
+    r"\s*[\"']?\s*(?:mail delivery (?:subsystem|system|service)|mail(?:er)?[- ]?daemon"
+    r"|microsoft outlook|microsoft exchange(?: server)?|system administrator"
+    r"|mail (?:system|server|administrator)|mail delivery|internet mail delivery)"
+    r"\s*[\"']?\s*",
+    re.IGNORECASE,
+)
+# In a From that cannot be parsed (old Exchange's "Postmaster\\@x@x"), any such word counts.
 _MAIL_SYSTEM = re.compile(
     r"daemon|postmaster|mail[ ._-]?delivery|mailer|smtp|antivirus|imss|bounce"
     r"|system[ ._-]?administrator|microsoft exchange|mail[ ._-]?(?:system|server|service|gateway)",
@@ -46,7 +89,9 @@ _MAIL_SYSTEM = re.compile(
 )
 # Names a person or a shop may also have ("Office Admin", "Acme Systems", "Gateway Logistics"):
 # with a non-delivery subject (also a parcel's) they need a mail server's report in the body.
-_ROLE_SENDER = re.compile(r"system|admin|gateway|exchange", re.IGNORECASE)
+_ROLE_SENDER = re.compile(
+    r"system|admin|gateway|exchange|postmaster|mailer|bounce|smtp"
+    r"|mail[ ._-]?(?:delivery|server|service)", re.IGNORECASE)
 # What only a mail server's failure report says: SMTP replies with RFC 3463 status codes,
 # RFC 3464 fields, and the stock phrases of Postfix, Exim, sendmail, qmail and Exchange.
 _FAILURE_TEXT = re.compile(
@@ -58,7 +103,12 @@ _FAILURE_TEXT = re.compile(
     r"|following addresses had permanent|transcript of session|session transcript"
     r"|(?:your|the attached|the original) message (?:could not|was not|has not)"
     r" (?:be(?:en)? )?deliver"
-    r"|this is the mail system at host|non-delivery report|delivery status notification",
+    r"|this is the mail system at host|non-delivery report|delivery status notification"
+    # SMTP32, Domino, LSMTP, Exchange 5.5 and LLNL's responder, which say none of the above
+    r"|invalid final delivery userid|^\s*undeliverable\s+to\s+\S+@|^delivery failed \d+ attempts"
+    r"|\bwas not delivered to:\s*\S+@|not listed in (?:the )?domino directory|^error-for:"
+    r"|encountered delivery problems|^original message follows\.?\s*$"
+    r"|original message as received",
     re.IGNORECASE | re.MULTILINE,
 )
 _HEAD = 4000  # how much of a body the text rules read: reports and notices say it first
@@ -142,8 +192,9 @@ def _failure_text(mail: ParsedMail) -> bool:
 
 
 def _mailer_daemon(mail: ParsedMail, ctx: _Context) -> bool:
-    """MAILER-DAEMON is never a person. Postmaster is a role people answer from, so a reply
-    ("Re: ...") from it counts only when its body is a failure report."""
+    """MAILER-DAEMON is never a person. Postmaster is a role people write from ("Question
+    about invoice" from postmaster@smallco.example), so it counts only with a delivery-status
+    part or a failure report in the body."""
     if _unreadable_from(mail):
         if re.search(r"mailer-?daemon", mail.header("From"), re.I):
             return True
@@ -153,20 +204,29 @@ def _mailer_daemon(mail: ParsedMail, ctx: _Context) -> bool:
         if _DAEMON.match(mail.from_.address):
             return True
         postmaster = bool(_POSTMASTER.match(mail.from_.address))
-    replying = bool(_REPLY_PREFIX.match(mail.subject or ""))
-    return postmaster and (not replying or _failure_text(mail))
+    status = "report-type=delivery-status" in mail.header("Content-Type").lower()
+    return postmaster and (status or _dsn_report(mail, ctx) or _failure_text(mail))
 
 
 def _bounce_subject(mail: ParsedMail, ctx: _Context) -> bool:
-    """A non-delivery subject from mail software: a mail-system name, a null From or an
-    RFC 3834 Auto-Submitted; a role name ("admin", "system") needs a failure report too."""
+    """A non-delivery subject from mail software: a mail-system local part or display name,
+    a null or mangled From or an RFC 3834 Auto-Submitted; a role or company name ("admin",
+    "Bounce Fitness", "Mailer Dept", postmaster) needs a failure report too."""
     if not _BOUNCE_SUBJECT.match(mail.subject or ""):
         return False
+    if _auto_submitted(mail, ctx):
+        return True
     who = _sender_text(mail)
-    if _MAIL_SYSTEM.search(who) or _auto_submitted(mail, ctx):
-        return True
-    if _unreadable_from(mail) and re.fullmatch(r"\s*(?:<\s*>)?\s*", mail.header("From")):
-        return True
+    if _unreadable_from(mail):
+        if _MAIL_SYSTEM.search(who):
+            return True
+        if re.fullmatch(r"\s*(?:<\s*>)?\s*", mail.header("From")):
+            return True
+    else:
+        assert mail.from_ is not None
+        if (_SYSTEM_LOCAL.search(mail.from_.address.rpartition("@")[0])
+                or _SYSTEM_NAME.fullmatch(mail.from_.name or "")):
+            return True
     return bool(_ROLE_SENDER.search(who)) and _failure_text(mail)
 
 
@@ -199,11 +259,29 @@ def _precedence(*values: str) -> Callable[[ParsedMail, _Context], bool]:
 
 
 def _ooo_subject(mail: ParsedMail, ctx: _Context) -> bool:
-    """An out-of-office subject alone: many responders send no header that says so, and one
+    """An out-of-office subject: many responders send no header that says so, and one
     unclassified auto-reply opens a ticket and answers it. The pattern wants the words first
     and a colon, a dash, "until" or nothing after them, so a customer's "Out of office hours
-    support?" or "I was out of office last week" is not one."""
-    return bool(_OOO_SUBJECT.match(mail.subject or ""))
+    support?" or "I was out of office last week" is not one. A new mail may still start so
+    ("On vacation - package lost"), so the words need corroboration: the mail answers one
+    (In-Reply-To, References or "Re:" before the words; RFC 3834 §3.1.5 has responders set
+    In-Reply-To), its body opens with a responder's text, or it carries Exchange's
+    X-Auto-Response-Suppress."""
+    match = _OOO_SUBJECT.match(mail.subject or "")
+    if not match:
+        return False
+    if _OUR_REFERENCE.search(match.group("tag") or ""):
+        # Words right after our own tag are the ticket's subject echoed back by a customer's
+        # client ("[TKT-0042] On vacation - package lost"); a responder puts its words first.
+        return False
+    if mail.in_reply_to or mail.references or mail.header("In-Reply-To") \
+            or mail.header("References"):
+        return True
+    if _REPLY_WORD.search(match.group("prefixes") or ""):
+        return True
+    if mail.header("X-Auto-Response-Suppress"):
+        return True
+    return bool(_RESPONDER_TEXT.search((mail.text or "")[:_RESPONDER_HEAD]))
 
 
 def _replies_to_us(mail: ParsedMail, ctx: _Context) -> bool:
