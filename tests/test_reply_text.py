@@ -159,6 +159,64 @@ def test_a_customer_sentence_with_a_date_and_wrote_is_no_attribution():
         assert strip_quotes(body) == body, body
 
 
+def test_a_word_that_contains_an_attribution_verb_is_no_verb():
+    """ "beschrieben" holds "schrieb", "rewrote" "wrote", "napisałem" "napisał": whole words."""
+    for body in (
+        "Hallo,\nAm 3.6.2024 um 10:15 ist folgender Fehler aufgetreten, wie hier beschrieben:\n"
+        "Die App stürzt ab.\n",
+        "Hi,\nOn 3 June 2024 at 10:15 I rewrote my address:\nIt is 5 Main St.\n",
+        "Dzień dobry,\nW dniu 3.06.2024 o 10:15 napisałem do Państwa:\nNadal brak odpowiedzi.\n",
+    ):
+        assert strip_quotes(body) == body.strip(), body
+
+
+def test_chinese_and_polish_verbs_still_end_the_reply():
+    reply = "The replacement arrived, thank you."
+    for attribution in (
+        "2024年6月3日 10:12，张三<help@acme.test>写道：",
+        "W dniu 3.06.2024 o 10:15 Acme Support <help@acme.test> napisał(a):",
+        "W dniu 3.06.2024 o 10:15 Anna Nowak napisała:",
+    ):
+        body = f"{reply}\n\n{attribution}\n> We have shipped a new fuser.\n"
+        assert strip_quotes(body) == reply, attribution
+
+
+def test_a_dated_line_with_a_time_or_a_bare_address_and_unquoted_prose_below_is_kept():
+    """A time of day or an address without brackets does not make a customer's "..., your
+    courier wrote:" a mail client's attribution: only a quote (or nothing) below it does."""
+    for body in (
+        "Bonjour,\nLe 3 juin 2024 à 10:15, votre collègue a écrit :\n"
+        "« le colis arrive demain ». Rien reçu.\n",
+        "Hi,\nOn Monday 3 March 2025 at 10:15, your courier wrote:\n"
+        "\"Parcel left at door\". It was not there.\n",
+        "Hi, timeline:\n1. 03.06.2024 10:15 I ordered, you wrote:\n"
+        "2. 04.06.2024 the parcel shipped\n3. Nothing since.\n",
+        "Hi,\nOn Monday I emailed bob@acme.com and he wrote:\nWe will call you.\nHe never did.\n",
+    ):
+        assert strip_quotes(body) == body.strip(), body
+
+
+def test_mail_client_attributions_above_a_quote_still_end_the_reply():
+    """Gmail, Thunderbird and Apple Mail: "On <date>, Name wrote:" (with or without the address)
+    over "> " lines, at the end of the text, or over a header block."""
+    reply = "Yes, the invoice is wrong."
+    for attribution in (
+        "On Mon, 3 Jun 2024 at 10:12, Acme Support <help@acme.test> wrote:",
+        "On Mon, 3 Jun 2024 at 10:12, Acme Support wrote:",
+        "On 03/06/2024 10:12, Acme Support wrote:",
+        "On 3 Jun 2024, at 10:12, help@acme.test wrote:",
+        "Am 03.06.2024 um 10:12 schrieb Acme Support:",
+        "Le lun. 3 juin 2024 à 10:12, Acme Support a écrit :",
+    ):
+        for below in ("\n> Could you check the invoice?\n",
+                      "\n\n> Could you check the invoice?\n> Thanks\n", "\n"):
+            body = f"{reply}\n\n{attribution}{below}"
+            assert strip_quotes(body) == reply, (attribution, below)
+    # A bracketed address is a mail client's own form: no quote marker needed below it.
+    body = f"{reply}\n\nOn 3 Jun 2024 at 10:12, Acme <help@acme.test> wrote:\nOld text.\n"
+    assert strip_quotes(body) == reply
+
+
 def test_a_wrapped_attribution_whose_second_line_opens_with_a_name_like_an_opener():
     """ "Dana Scully <...> wrote:" under "On <date> at 10:12," is the attribution's second half,
     not one of its own: both lines go."""
@@ -171,6 +229,31 @@ def test_a_wrapped_attribution_whose_second_line_opens_with_a_name_like_an_opene
         "Em Silva <em@acme.test> escreveu:\n> old text\n",
     ):
         assert strip_quotes(body) == "Thanks, that fixed it.", body
+
+
+def test_a_bare_divider_between_the_customers_paragraphs_is_no_signature():
+    """ "--", "__" or "—" alone opens a signature only above a short signature-like tail."""
+    for body in (
+        "Problem one: login fails.\n--\nProblem two: invoice wrong.\n",
+        "Problem one: login fails.\n__\nProblem two: invoice wrong.\n",
+        "Problem one: login fails.\n\n—\n\nProblem two: the invoice is wrong, please fix it.\n",
+    ):
+        assert strip_quotes(body) == body.strip(), body
+    for divider in ("--", "__", "—", "-- "):
+        body = f"Please call me.\n\n{divider}\nJane Doe\nACME Ltd\n+44 20 7946 0000\n"
+        assert strip_quotes(body) == "Please call me.", divider
+
+
+def test_a_postscript_below_a_signature_is_kept():
+    body = "Please call me.\n\n-- \nJane Doe\nACME Ltd\n\nP.S. Also delete my account."
+    assert strip_quotes(body) == "Please call me.\n\nP.S. Also delete my account."
+    bare = body.replace("-- ", "--")  # a bare "--" over a postscript is no signature at all
+    assert strip_quotes(bare) == bare
+    body = "Bitte zurückrufen.\n-- \nJana Schmidt\nPS: Die Rechnung bitte auch.\n"
+    assert strip_quotes(body) == "Bitte zurückrufen.\n\nPS: Die Rechnung bitte auch."
+    body = "Please call me.\n\nSent from my iPhone\n\n-- \nJane Doe\nP.S. Also delete my account."
+    assert strip_quotes(body) == (
+        "Please call me.\n\nSent from my iPhone\n\nP.S. Also delete my account.")
 
 
 def test_a_mailing_list_footer_below_an_underscore_rule_is_dropped():
@@ -307,6 +390,9 @@ def test_stacked_attributions_and_runs_of_spaces_stay_fast():
         "hi\n-----Original Message-----" + " " * 100_000 + "x",
         "hi\nSent from my iPhone" + " " * 100_000 + "x",
         "\n".join(["Sent from my iPhone", "Real text."] * 10_000),
+        "hi\n1.1.1<" + "a@" * 50_000,  # "[^<>\\s]+@[^<>\\s]+>" tried every "@": 8 s
+        "hi\nx 10:15 y\n<" + "a@" * 50_000,  # the same, on a second line uncut: 8.6 s
+        "hi\nQuoting Ann <" + "a@" * 50_000,
     ):
         started = time.perf_counter()
         strip_quotes(text)

@@ -35,13 +35,18 @@ _HEADERS = re.compile(rf"(?:^|(?=\n))(?:{LIBRARY_HEADERS.pattern})", LIBRARY_HEA
 _LIBRARY_LINE = 400  # characters of each line it is shown (see _library_cut)
 
 # The verb that ends an attribution line ("On <date>, <name> wrote:") in common languages.
-_WROTE = (
+_WROTE_WORDS = (
     r"wrote|writes|schrieb|schreibt|a écrit|a ecrit|escribió|escribio|ha scritto|scrisse|schreef"
     r"|skrev|kirjoitti|napisał\(a\)|napisał|napisała|napsal\(a\)|napsal|escreveu|написал\(а\)"
-    r"|написал|написала|написав|пише|yazdı|írta|skrifaði|rašė|写道|寫道|書きました|작성"
+    r"|написал|написала|написав|пише|yazdı|írta|skrifaði|rašė"
     r"|έγραψε|كتب|đã viết|menulis|napisao|napisala|napisal|a scris|написа|rakstīja|kirjutas"
 )
-_VERB = re.compile(rf"(?:{_WROTE})", re.IGNORECASE)
+# Chinese, Japanese and Korean write no space around a word: "张三写道：", "작성했습니다".
+_WROTE_CJK = r"写道|寫道|書きました|작성"
+_WROTE = rf"{_WROTE_WORDS}|{_WROTE_CJK}"
+# Whole words only: "beschrieben" is no "schrieb", "rewrote" no "wrote", "napisałem" no
+# "napisał". Lookarounds rather than \b, since "napisał(a)" ends with no word character.
+_VERB = re.compile(rf"(?<!\w)(?:{_WROTE_WORDS})(?!\w)|{_WROTE_CJK}", re.IGNORECASE)
 # Gmail in some locales opens with the weekday: "понедельник, 6 октября 2014 г. пользователь
 # Ann написал:", "Monday, 6 October 2014, Ann wrote:".
 _WEEKDAYS = (
@@ -69,16 +74,19 @@ _DATE_HINT = re.compile(r"\d{1,4}[./:-]\d{1,2}|\b\d{4}\b|\d{1,2}:\d{2}|@")
 # Gmail in some locales: "2017-11-24 16:32 GMT+01:00 Name <a@b.c>:" with no verb at all.
 # Possessive spaces (`\s*+`) here and below: "\s*[:：]?\s*$" tried every split of a run of
 # spaces that was not at the end of the line, quadratic in its length (23 s for 100 KB).
-_DATED_ADDRESS = re.compile(r"^\d{1,4}[./-]\d{1,2}[./-]\d{1,4}.*<[^<>\s]+@[^<>\s]+>\s*+[:：]?\s*$")
+# The bracketed address is "<local@domain>" with no "@" in its local part and possessive runs:
+# "[^<>\s]+@[^<>\s]+>" tried every "@" of a long run as the split (8 s for "<" + "a@" * 50000).
+_BRACKETED = r"<[^<>\s@]++@[^<>\s]++>"
+_DATED_ADDRESS = re.compile(rf"^\d{{1,4}}[./-]\d{{1,2}}[./-]\d{{1,4}}.*{_BRACKETED}\s*+[:：]?\s*$")
 # An attribution that ends with the sender's bracketed address, then a colon, a verb or both:
 # "11:00 AM, November 17, 2021, "John" <j@acme.com>:", Russian Gmail's "ср, 30 апр. 2025 г.
 # в 15:19, John <j@x.com>:", "On <date> John <j@x.com> wrote" with no colon.
 _ADDRESS_END = re.compile(
-    rf"<[^<>\s]+@[^<>\s]+>\s*+(?:[:：]|(?:{_WROTE})\s*+[:：]?)\s*$", re.IGNORECASE)
+    rf"{_BRACKETED}\s*+(?:[:：]|(?:{_WROTE})\s*+[:：]?)\s*$", re.IGNORECASE)
 # Horde webmail's "Quoting Ann Lee <ann@example.com>:" (and its translations).
 _QUOTING = re.compile(
     r"^(?:quoting|zitat von|citando|citation de|citaat van|cytując) [^<>\n]{1,100}"
-    r"<[^<>\s]+@[^<>\s]+>\s*[:：]\s*$", re.IGNORECASE)
+    rf"{_BRACKETED}\s*[:：]\s*$", re.IGNORECASE)
 # Lotus Notes' "Ann Lee/ACME wrote on 06/03/2024 10:12:00 AM:": a numeric date and a time,
 # so a customer's "Ann wrote on Monday:" is not one.
 _WROTE_ON = re.compile(
@@ -87,9 +95,14 @@ _WROTE_ON = re.compile(
 _TIME = re.compile(r"\b\d{1,2}[:.]\d{2}\b")  # a time of day: 15:19, 17.50
 _WHEN = re.compile(rf"{_TIME.pattern}|\b(?:19|20)\d{{2}}\b")  # ... or a year
 # What a mail client's attribution carries and a customer's "Dana from sales wrote on
-# 12.03.2024:" does not: the sender's address, or a time of day (not a dotted date's "12.03")
-# with a date.
-_ADDRESS = re.compile(r"\S@\S")
+# 12.03.2024:" or "On Monday I emailed bob@acme.com and he wrote:" does not: the sender's
+# address in brackets (wrapped "<\nhelp@acme.test>" too, once the lines are joined), or in
+# parentheses right before the verb ("John Doe (\njohn@acme.test) escreveu:").
+_ADDRESS = re.compile(
+    rf"<\s*+[^<>\s@]++@[^<>\s]++\s*+>|\(\s*+[^()\s@]++@[^()\s]++\s*+\)\s*+(?:{_WROTE})"
+    r"\s*+[:：]\s*$", re.IGNORECASE)
+# A quoted line: "> " or Supercite's "Ann> ".
+_QUOTED = re.compile(r"^\s*[^\W\d_]{0,12}>")
 _CLOCK = re.compile(r"\b\d{1,2}:\d{2}\b|(?<![\d.])\d{1,2}\.\d{2}(?![\d.])")
 _DATE = re.compile(r"\d{1,4}[./-]\d{1,2}|\b\d{4}\b")
 
@@ -175,7 +188,10 @@ _CJK_FOOTER = re.compile(r"^(?:從我的 .* 傳送|从我的.*发送|iPhoneか�
 # ("Jane Doe / ACME Ltd / +44 20 7946 0000"); a sentence below one is the customer's.
 _SIGNATURE_LIKE_MAX = 60
 _SENTENCE_END = re.compile(r"[.!?;]\s*$|\?")
-_SIG_DELIMITER = re.compile(r"^(?:-- ?|__|—)$")  # RFC 3676 §4.3: "-- " opens a signature
+# RFC 3676 §4.3: "-- " opens a signature. A bare "--", "__" or "—" may also be a customer's
+# own divider between two problems: it opens one only above a short signature-like tail.
+_SIG_DELIMITER = re.compile(r"^(?:-- ?|__|—)$")
+_RFC_DELIMITER = "-- "
 # A rule of underscores over a mailing list's footer, the short last block ("riak-users
 # mailing list / address / listinfo URL"). A postscript, a plain list ("Item 1 / Item 2"),
 # numbers or sentences below one are the customer's.
@@ -228,8 +244,11 @@ def reply_text(mail: ParsedMail) -> str:
 def strip_quotes(text: str) -> str:
     """Plain-text reply extraction: cut at the first quoted-history marker, drop "> " lines,
     mobile footers and a trailing signature. Falls back to the quote when nothing else is left."""
-    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-    return _strip(lines, 0)[0]
+    lines = [_RFC_DELIMITER if line.startswith(_RFC_DELIMITER) and line.rstrip() == "--"
+             else line.rstrip()
+             for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    result = _strip(lines, 0)[0]
+    return result.replace(_RFC_DELIMITER + "\n", "--\n") if _RFC_DELIMITER in result else result
 
 
 def _strip(lines: list[str], depth: int) -> tuple[str, int]:
@@ -412,11 +431,11 @@ def _is_attribution(lines: list[str], i: int, *, nested: bool = False) -> bool:
         if re.search(r"[:：]\s*$", block) and (_VERB.search(block) or _DATED_ADDRESS.match(block)):
             if not _DATE_HINT.search(block):
                 return False
-            # Only a date and a verb ("Monday, 3 March 2025, the courier wrote:"): a mail
-            # client's only if the quote follows it, not the customer's paragraph going on.
-            return (_ADDRESS.search(block) is not None
-                    or bool(_CLOCK.search(block) and _DATE.search(block))
-                    or _quote_follows(lines, j))
+            # Only a date and a verb ("Monday, 3 March 2025, the courier wrote:"), even with a
+            # time of day or a bare address ("On Monday I emailed bob@acme.com and he wrote:"):
+            # a mail client's only if the quote follows it, not the customer's paragraph going
+            # on. A bracketed "<addr>" is a mail client's own form and ends the reply anyway.
+            return _ADDRESS.search(block) is not None or _quote_follows(lines, j)
         if j >= len(lines):
             break
         following = lines[j].strip().lstrip("> ")
@@ -431,9 +450,10 @@ def _is_attribution(lines: list[str], i: int, *, nested: bool = False) -> bool:
 
 
 def _quote_follows(lines: list[str], i: int) -> bool:
-    """Whether the lines from i on, past blank lines, are "> " quoted, a header block or none."""
+    """Whether the lines from i on, past blank lines, are "> " (or Supercite's "Ann> ")
+    quoted, a header block or none."""
     i = _next_content(lines, i)
-    return i >= len(lines) or lines[i].lstrip().startswith(">") or _is_header_block(lines, i)
+    return i >= len(lines) or _QUOTED.match(lines[i]) is not None or _is_header_block(lines, i)
 
 
 def _is_header_block(lines: list[str], i: int) -> bool:
@@ -479,16 +499,36 @@ def _without_signature(lines: list[str], *, keep_first: bool = True) -> list[str
         return lines
     first = content[0]
     tail: list[bool] | None = None
+    kept: list[str] = []  # the lines kept so far, up to start
+    start: int | None = 0  # where the lines being kept began; None while in a signature
     for i in content[1:] if keep_first else content:
         stripped = lines[i].strip()
-        if _SIG_DELIMITER.match(lines[i]) or _is_footer(lines, i):
-            lines = lines[:i]
-            break
-        if _is_mobile_footer(stripped):
+        if start is None:
+            if _POSTSCRIPT.match(stripped):  # "P.S." below a signature is the customer's
+                while kept and not kept[-1].strip():
+                    kept.pop()
+                kept += [""] if kept else []
+                start = i
+            continue
+        if _SIG_DELIMITER.match(lines[i]):
+            if lines[i] != _RFC_DELIMITER:
+                tail = tail or _footer_tail(lines)
+                if not (tail[i + 1] or _list_footer_below(lines, i)):
+                    continue  # a divider between the customer's paragraphs
+            kept += lines[start:i]
+            start = None
+        elif _is_footer(lines, i):
+            kept += lines[start:i]
+            start = None
+        elif _is_mobile_footer(stripped):
             tail = tail or _footer_tail(lines)
             if tail[i + 1]:
-                lines = lines[:i]
+                kept += lines[start:i]
+                start = None
                 break
+    if start is not None:
+        kept += lines[start:]
+    lines = kept
     end = len(lines)  # one slice at the end: slicing per dropped line was quadratic
     while end - 1 > first and (not lines[end - 1].strip() or _SYMBOLS_ONLY.match(lines[end - 1])):
         end -= 1
@@ -501,11 +541,18 @@ def _footer_tail(lines: list[str]) -> list[bool]:
     up to the end or to a signature delimiter or list footer. One pass from the end."""
     tail = [True] * (len(lines) + 1)
     signature_like = 0
+    postscript = False
     for i in range(len(lines) - 1, -1, -1):
         line = lines[i]
         stripped = line.strip()
-        if _SIG_DELIMITER.match(line) or _is_footer(lines, i):
+        if _POSTSCRIPT.match(stripped):
+            tail[i] = False  # the customer's, below a signature or not
+            postscript = True
+        elif line == _RFC_DELIMITER or _is_footer(lines, i):
             signature_like = 0
+            tail[i] = not postscript
+        elif _SIG_DELIMITER.match(line) and (tail[i + 1] or _list_footer_below(lines, i)):
+            signature_like = 0  # a bare "--" over a signature-like tail
         elif (not stripped or stripped.startswith(">") or _SYMBOLS_ONLY.match(stripped)
                 or _is_mobile_footer(stripped)):
             tail[i] = tail[i + 1]
@@ -534,8 +581,11 @@ def _is_footer(lines: list[str], i: int) -> bool:
     """An underscore rule over a mailing list's footer: a few short lines, the list named and
     its address or page among them, no sentence, question or first person (a customer's
     "Order 10023456" or "My number: ..." below a rule is theirs), no postscript."""
-    if not _FOOTER_RULE.match(lines[i]):
-        return False
+    return _FOOTER_RULE.match(lines[i]) is not None and _list_footer_below(lines, i)
+
+
+def _list_footer_below(lines: list[str], i: int) -> bool:
+    """Whether the lines below i are a mailing list's footer (see _is_footer)."""
     below = list(islice((line for line in islice(lines, i + 1, None) if line.strip()),
                         _FOOTER_LINES + 1))
     return (0 < len(below) <= _FOOTER_LINES and not any(_POSTSCRIPT.match(x) for x in below)
