@@ -15,9 +15,8 @@ from sqlmodel import Session
 from gateway.config import Settings
 from gateway.inbound.context import Context
 from gateway.inbound.forward import original_sender
-from gateway.inbound.mail import InboundMail
-from gateway.inbound.parse import parse
-from gateway.inbound.pipeline import INSPECT_STEPS, run_steps
+from gateway.inbound.mail import InboundMail, ParsedMail
+from gateway.inbound.pipeline import INSPECT_DECISIONS, PREPARE, run_steps
 from storage.engine import make_engine
 from storage.models import Ticket
 from storage.store import Store, held
@@ -31,11 +30,10 @@ def _store(settings: Settings) -> Store | None:
     return Store(make_engine(settings.database_url))
 
 
-def envelope_sender(raw: bytes, given: str | None) -> tuple[str, str]:
+def envelope_sender(parsed: ParsedMail, given: str | None) -> tuple[str, str]:
     """The envelope sender to judge the file by, and where it came from."""
     if given is not None:
         return given, "--mail-from"
-    parsed = parse(raw)
     path = parsed.header("Return-Path").strip().strip("<>").strip()
     if parsed.header("Return-Path"):
         return path, "Return-Path"
@@ -44,14 +42,17 @@ def envelope_sender(raw: bytes, given: str | None) -> tuple[str, str]:
 
 def inspect_bytes(raw: bytes, settings: Settings, store: Store | None,
                   mail_from: str | None = None) -> dict:
-    sender, source = envelope_sender(raw, mail_from)
-    mail = InboundMail(raw=raw, mail_from=sender)
+    mail = InboundMail(raw=raw)
+    run_steps(mail, Context(None, settings), PREPARE)  # parses: the envelope is read from it
+    assert mail.parsed is not None
+    sender, source = envelope_sender(mail.parsed, mail_from)
+    mail.mail_from = sender
     status = None
     if store is None:
-        run_steps(mail, Context(None, settings), INSPECT_STEPS)
+        run_steps(mail, Context(None, settings), INSPECT_DECISIONS)
     else:
         with Session(store.engine) as s:  # rolled back on close: nothing is written
-            run_steps(mail, Context(store, settings, None, s), INSPECT_STEPS)
+            run_steps(mail, Context(store, settings, None, s), INSPECT_DECISIONS)
             ticket = held(s, Ticket, mail.ticket_id) if mail.ticket_id else None
             status = ticket.status if ticket is not None else None
     p = mail.parsed

@@ -30,12 +30,10 @@ from limits.storage import MemoryStorage, RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 from starlette.requests import Request
 
-from gateway.config import PORTAL_LIMITS, parse_redis_url, parse_trusted_proxies, portal_limits
+from gateway.config import parse_redis_url, parse_trusted_proxies, portal_limits
 
 log = logging.getLogger("workestra.portal")
 
-# name -> (default, environment variable that overrides it, e.g. "20/hour")
-DEFAULTS = PORTAL_LIMITS
 REDIS_TIMEOUT = 1.0  # seconds to connect or answer before a request counts in memory instead
 RETRY_REDIS_EVERY = 5.0  # seconds counted in memory before Redis is tried again
 WARN_EVERY = 60.0  # seconds between warnings while Redis stays away

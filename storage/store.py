@@ -140,7 +140,6 @@ _NAME_CONTACT = (update(_CONTACT).where(_CONTACT.c.id == bindparam("contact_id")
                  .values(name=bindparam("name")))
 
 _AGENT = Agent.__table__  # type: ignore[attr-defined]
-_AGENT_EMAILS = select(_AGENT.c.email).where(_AGENT.c.workspace_id == bindparam("ws"))
 _TEAM = (select(_AGENT.c.id, _AGENT.c.name, _AGENT.c.email, _AGENT.c.available)
          .where(_AGENT.c.workspace_id == bindparam("ws")).order_by(_AGENT.c.id))
 _PICKED = (update(_WORKSPACE).where(_WORKSPACE.c.id == bindparam("ws"))
@@ -365,10 +364,6 @@ class Store:
         if available_only:
             q = q.where(Agent.available)
         return list(s.exec(q))
-
-    def agent_emails(self, s: Session, workspace_id: int) -> set[str]:
-        """The workspace's agents' addresses: for checks that need no more of them."""
-        return set(s.connection().execute(_AGENT_EMAILS, {"ws": workspace_id}).scalars())
 
     def team(self, s: Session, workspace_id: int) -> Team:
         """The workspace's agents, read once per transaction in one statement: the assignment

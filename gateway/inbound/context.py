@@ -41,6 +41,4 @@ class Context:
         """The workspace's agents' addresses, lower-cased."""
         if self.store is None or self.s is None:
             return set()
-        store, s = self.store, self.s
-        return self.once(("agents", workspace_id),
-                         lambda: store.agent_emails(s, workspace_id))
+        return self.store.team(self.s, workspace_id).emails  # read once per transaction

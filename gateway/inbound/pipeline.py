@@ -113,8 +113,9 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("authorise", authorise),
     ("deliver", deliver),
 )
-INSPECT_STEPS = PREPARE + tuple((n, f) for n, f in STEPS if n in
-                                ("classify", "route", "thread", "forward", "authorise"))
+# What `workestra inspect` decides with, after PREPARE: every decision, nothing stored.
+INSPECT_DECISIONS = tuple((n, f) for n, f in STEPS if n in
+                          ("classify", "route", "thread", "forward", "authorise"))
 
 
 def run_steps(mail: InboundMail, ctx: Context, steps=STEPS) -> InboundMail:
