@@ -25,7 +25,15 @@ from portal import csrf
 from portal.kb_search import log_event, valid_session
 from portal.pages import CSP, not_found, page, workspace_of
 from portal.ratelimit import limits_of
-from portal.uploads import Form, Refused, accept_parts, read_form, upload_label
+from portal.uploads import (
+    Accepted,
+    Form,
+    Refused,
+    accept_parts,
+    keep_for_retry,
+    read_form,
+    upload_label,
+)
 from storage.models import Workspace
 
 TYPES = ("Support Request", "General Inquiry", "Bug Report", "Feature Request")
@@ -186,15 +194,17 @@ async def _submitted(request: Request, services: Services, ws: Workspace,
     errors = _validate(values)
     if len(uploads) + len(form.files) > MAX_FILES:
         errors["attachments"] = f"Please attach at most {MAX_FILES} files."
-        files: list[NewFile] = []
+        got = Accepted()
     else:
-        files, uploads, file_errors = await accept_parts(services, ws.slug, form.files, uploads)
-        if file_errors:
-            errors["attachments"] = " ".join(file_errors)
-    if errors:
+        got = await accept_parts(services, ws.slug, form.files, uploads)
+    if errors or got.errors:
+        uploads = await keep_for_retry(request, services, ws.slug, got)
+        if got.errors:
+            errors["attachments"] = " ".join(got.errors)
         return _form_page(request, ws, embed=embed, values=values, errors=errors,
                           uploads=uploads, status=400)
-    ticket, tracking_url = await asyncio.to_thread(_open_ticket, services, ws, values, files)
+    ticket, tracking_url = await asyncio.to_thread(_open_ticket, services, ws, values,
+                                                   got.files)
     # Counted after the commit, so test-then-hit is not atomic: submissions from one address
     # that pass the test at the same moment all open tickets, overshooting the limit by as
     # many as are in flight together (a few at most), which is accepted for not counting

@@ -27,14 +27,22 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from gateway.intake import NewFile, Person
+from gateway.intake import Person
 from gateway.services import Services
 from gateway.tokens import TRACKING_MAX_AGE, read_tracking_token
 from portal import csrf, page_cache
 from portal.pages import not_found, site_of, workspace_of
 from portal.ratelimit import limits_of
 from portal.submit import MAX_DESCRIPTION, MAX_FILES, csrf_ok, show
-from portal.uploads import Refused, accept_parts, attachment_response, read_form, upload_label
+from portal.uploads import (
+    Accepted,
+    Refused,
+    accept_parts,
+    attachment_response,
+    keep_for_retry,
+    read_form,
+    upload_label,
+)
 from storage.models import Attachment, Comment, Contact, Ticket, Workspace
 
 LINK_INTERVAL = timedelta(minutes=10)
@@ -353,15 +361,16 @@ async def reply(request: Request) -> Response:
                                  f"(it has {len(body):,}).")
         if len(uploads) + len(form.files) > MAX_FILES:  # kept ones count, as on the submit form
             errors["attachments"] = f"Please attach at most {MAX_FILES} files."
-            files: list[NewFile] = []
+            got = Accepted()
         else:
-            files, uploads, file_errors = await accept_parts(services, ws.slug, form.files,
-                                                             uploads)
-            if file_errors:
-                errors["attachments"] = " ".join(file_errors)
-        if errors:  # files that passed stay attached, as on the submit form
+            got = await accept_parts(services, ws.slug, form.files, uploads)
+        if errors or got.errors:  # files that passed stay attached, as on the submit form
+            uploads = await keep_for_retry(request, services, ws.slug, got)
+            if got.errors:
+                errors["attachments"] = " ".join(got.errors)
             return await _render(request, ws, ticket, values=values, errors=errors, status=400,
                                  uploads=uploads)
+        files = got.files
     finally:
         form.close()
 

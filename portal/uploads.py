@@ -267,32 +267,61 @@ async def _clamd_instream(target: str, data: bytes) -> str:
         writer.close()
 
 
+@dataclass
+class Accepted:
+    """The form's files after their checks: what to attach if the form is sent, and what to
+    keep for the customer if it comes back with an error."""
+
+    files: list[NewFile] = field(default_factory=list)  # every file that passed
+    tokens: list[str] = field(default_factory=list)  # of those already kept (sent ahead)
+    fresh: list[NewFile] = field(default_factory=list)  # chosen in this form, not kept yet
+    errors: list[str] = field(default_factory=list)
+
+
 async def accept_parts(services: Services, slug: str, parts: list[FilePart],
-                       tokens: list[str]) -> tuple[list[NewFile], list[str], list[str]]:
-    """(accepted files, upload tokens for them, error sentences). Accepted files are kept in
-    the blob store under a token, so an error page elsewhere on the form loses none of them."""
-    files: list[NewFile] = []
-    kept: list[str] = []
-    errors: list[str] = []
+                       tokens: list[str]) -> Accepted:
+    """The files of a form: those kept earlier (upload tokens) and those chosen now, each
+    checked. Nothing new is stored here: a form that is sent stores its files with the
+    ticket, and one that comes back stores them through `keep_for_retry`."""
+    got = Accepted()
     for token in tokens:
         found = await asyncio.to_thread(resolve_upload, services, slug, token)
         if found is not None:
-            files.append(found)
-            kept.append(token)
+            got.files.append(found)
+            got.tokens.append(token)
     for part in parts:
         if part.too_large:
-            errors.append(f"{part.filename}: larger than {MAX_FILE_SIZE // (1024 * 1024)} MB.")
+            got.errors.append(f"{part.filename}: larger than {MAX_FILE_SIZE // (1024 * 1024)} MB.")
             continue
         try:
             data = part.read()
             new = check_upload(part.filename, part.content_type, data)
             await scan(data, slug)
         except Refused as e:
-            errors.append(e.message)
+            got.errors.append(e.message)
             continue
-        kept.append(await asyncio.to_thread(remember_upload, services, slug, new))
-        files.append(new)
-    return files, kept, errors
+        got.files.append(new)
+        got.fresh.append(new)
+    return got
+
+
+async def keep_for_retry(request: Request, services: Services, slug: str,
+                         got: Accepted) -> list[str]:
+    """Upload tokens for every file that passed, so the form that comes back with an error
+    still has them. Each file kept counts as one upload against the address's upload limit
+    (the one `POST /api/public/upload` has): a form sent wrong on purpose, again and again,
+    would otherwise fill the disk. A file over the limit is not kept, and `got.errors` says
+    to attach it again."""
+    limits = limits_of(request)
+    ip = limits.client_ip(request)
+    kept = list(got.tokens)
+    for f in got.fresh:
+        if not await limits.hit("upload", ip):
+            got.errors.append(f"{f.filename} could not be kept for you (too many files sent "
+                              "from your network just now): please attach it again.")
+            continue
+        kept.append(await asyncio.to_thread(remember_upload, services, slug, f))
+    return kept
 
 
 # -- upload tokens -------------------------------------------------------------------------

@@ -133,3 +133,34 @@ def test_a_submission_is_scored_as_its_words_read(services):
     angry = sentiment("Furious: nothing works", "This is awful, terrible service. I hate it.")
     assert scores["Furious: nothing works"] == angry < 0
     assert scores["Thanks!"] > 0
+
+
+def test_a_form_sent_back_again_and_again_keeps_no_more_files_than_the_upload_limit(services):
+    """Each file kept for a form that comes back counts as an upload (5 per 10 minutes):
+    sending a broken form with fresh files over and over cannot fill the disk."""
+    c = client(services)
+    blobs = services.blobs.root
+
+    def stored() -> int:
+        return sum(1 for p in blobs.rglob("*") if p.is_file())
+
+    before = stored()
+    pages = [submit(c, {"email": "not-an-address"},
+                    files=[("attachments", (f"shot{i}.png", PNG + bytes([i]), "image/png"))])
+             for i in range(7)]
+    assert [p.status_code for p in pages] == [400] * 7
+    assert stored() - before == 5  # the limit's five, not seven
+    assert all(f"shot{i}.png (attached)" in pages[i].text for i in range(5))
+    assert "shot5.png could not be kept for you" in pages[5].text
+    assert "please attach it again" in pages[6].text
+    assert "shot6.png (attached)" not in pages[6].text
+
+
+def test_a_valid_form_stores_its_file_once_with_the_ticket_and_counts_no_upload(services):
+    c = client(services)
+    for i in range(7):  # more than the upload limit: sent forms do not count against it
+        r = submit(c, files=[("attachments", (f"s{i}.png", PNG + bytes([i]), "image/png"))])
+        assert r.status_code == 200, r.text
+    with services.store.read() as s:
+        assert sorted(a.filename for a in s.exec(select(Attachment))) == [
+            f"s{i}.png" for i in range(7)]
