@@ -21,6 +21,7 @@ from storage.models import (
     Agent,
     Attachment,
     Comment,
+    Contact,
     Notification,
     OutboundMessage,
     Ticket,
@@ -142,6 +143,7 @@ class Intake:
             ticket.resolved_at = None
         ticket.updated_at = utcnow()
         s.add(ticket)
+        self._learn_name(s, ticket, author)
         comment = self.store.add_new(s, Comment(
             ticket_id=ticket.id, author_kind="customer", author_name=author.name,
             author_email=author.email.lower(), body=body, body_html=body_html,
@@ -149,6 +151,18 @@ class Intake:
         self._add_files(s, ticket, comment, files)
         self._notify_assignee(s, ticket, comment, reopened=reopened)
         return comment
+
+    @staticmethod
+    def _learn_name(s: Session, ticket: Ticket, author: Person) -> None:
+        """A customer first known by a bare address gets the name their reply gives: agents
+        and later mail greet them by it. A name already known is never replaced."""
+        name = " ".join(author.name.split())[:200]
+        if not name:
+            return
+        contact = held(s, Contact, ticket.contact_id)
+        if contact is not None and not contact.name and contact.email == author.email.lower():
+            contact.name = name
+            s.add(contact)
 
     def hold_reply(self, s: Session, ticket: Ticket, author: Person, body: str, reason: str, *,
                    files: Sequence[NewFile] = (), body_html: str | None = None,

@@ -316,3 +316,16 @@ def test_a_message_that_fails_after_its_ticket_was_written_spoils_nothing_else(s
     tickets = services.store.tickets(rows[0].workspace_id)
     assert sorted(t.subject for t in tickets) == ["first", "fourth", "third"]
     assert {r.ticket_id for r in rows if r.ticket_id} == {t.id for t in tickets}
+
+
+def test_a_reply_names_a_customer_first_known_by_a_bare_address(services):
+    first = deliver(services, customer_mail("No name yet", "Hello.", sender="jane@customer.test"))
+    ticket = services.store.ticket(first.ticket_id)
+    assert services.store.contact(ticket.contact_id).name == ""
+    deliver(services, reply_to(services, ticket.id, "More detail.",
+                               sender="Jane  Doe <jane@customer.test>"))
+    assert services.store.contact(ticket.contact_id).name == "Jane Doe"
+    # a name once known stays: a later reply under another name does not rename her
+    deliver(services, reply_to(services, ticket.id, "And more.",
+                               sender="J. D. (phone) <jane@customer.test>"))
+    assert services.store.contact(ticket.contact_id).name == "Jane Doe"
