@@ -53,22 +53,41 @@ def _brand(request: Request, workspace: Workspace) -> Brand:
     return brand
 
 
-def _first_address(request: Request, workspace_id: int) -> str | None:
-    """The workspace's first support address, kept for WORKSPACE_TTL seconds per app like the
-    workspace itself: only pages of a workspace without a support email ask for it."""
+def _first_addresses(request: Request) -> dict[int, tuple[str | None, float]]:
     state = request.app.state
-    kept: dict[int, tuple[str | None, float]] | None = getattr(state, "first_addresses", None)
+    kept = getattr(state, "first_addresses", None)
     if kept is None:
         kept = state.first_addresses = {}
-    now = time.monotonic()
-    hit = kept.get(workspace_id)
-    if hit is not None and hit[1] > now:
-        return hit[0]
-    addresses = state.services.store.support_addresses(workspace_id=workspace_id)
+    return kept
+
+
+def _remember_first(request: Request, workspace_id: int, address: str | None) -> None:
+    kept = _first_addresses(request)
     if len(kept) > 1000:
         kept.clear()
-    kept[workspace_id] = (addresses[0] if addresses else None, now + WORKSPACE_TTL)
-    return kept[workspace_id][0]
+    kept[workspace_id] = (address, time.monotonic() + WORKSPACE_TTL)
+
+
+def _first_address(request: Request, workspace_id: int) -> str | None:
+    """The workspace's first support address, kept for WORKSPACE_TTL seconds per app like the
+    workspace itself, and read with it off the event loop (`workspace_of`); only a page
+    whose workspace came another way reads it here."""
+    hit = _first_addresses(request).get(workspace_id)
+    if hit is not None and hit[1] > time.monotonic():
+        return hit[0]
+    addresses = request.app.state.services.store.support_addresses(workspace_id=workspace_id)
+    _remember_first(request, workspace_id, addresses[0] if addresses else None)
+    return addresses[0] if addresses else None
+
+
+def _lookup(store, slug: str) -> tuple[Workspace | None, str | None]:
+    """The workspace and, when it has no white-label support email, its first support
+    address (what its pages show instead), in one trip to a thread."""
+    ws = store.workspace_by_slug(slug)
+    if ws is None or ws.support_email or ws.id is None:
+        return ws, None
+    addresses = store.support_addresses(workspace_id=ws.id)
+    return ws, addresses[0] if addresses else None
 
 
 def site_of(request: Request) -> tuple:
@@ -94,11 +113,13 @@ async def workspace_of(request: Request, slug: str) -> Workspace | None:
     hit = kept.get(slug)
     if hit is not None and hit[1] > now:
         return hit[0]
-    ws = await asyncio.to_thread(request.app.state.services.store.workspace_by_slug, slug)
+    ws, first = await asyncio.to_thread(_lookup, request.app.state.services.store, slug)
     if ws is not None:
         if len(kept) > 1000:
             kept.clear()
         kept[slug] = (ws, now + WORKSPACE_TTL)
+        if not ws.support_email and ws.id is not None:
+            _remember_first(request, ws.id, first)
     return ws
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
@@ -280,3 +281,29 @@ def test_pages_say_to_write_to_the_support_email_or_else_the_first_support_addre
     initech = c.get("/portal/initech").text  # no address at all: none is made up
     assert "Questions?" not in initech and "mailto:" not in initech
     assert "our support address" in initech
+
+
+def test_the_first_support_address_is_read_off_the_event_loop(services, monkeypatch):
+    """A page of a workspace without a support email shows its first support address; the
+    query for it runs in a thread with the workspace's, never on the loop every request
+    shares."""
+    with services.store.tx() as s:
+        ws = Workspace(slug="globex", name="Globex")
+        s.add(ws)
+        s.flush()
+        services.store.add_support_address(s, ws.id, "help@globex.test")
+    on_loop: list[bool] = []
+    real = services.store.support_addresses
+
+    def recorded(*args, **kwargs):
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(services.store, "support_addresses", recorded)
+    page = client(services).get("/portal/globex").text
+    assert "mailto:help@globex.test" in page
+    assert on_loop and not any(on_loop)
