@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
 import secrets
@@ -14,6 +15,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from limits import RateLimitItem, parse_many
+
+log = logging.getLogger("workestra")
 
 
 class SettingError(ValueError):
@@ -276,10 +279,14 @@ def load_settings(
     """Flags win over the environment; a bad value raises SettingError naming the setting."""
     env = dict(os.environ if env is None else env)
     root = Path(data_dir or env.get("WORKESTRA_DATA_DIR") or "./data").resolve()
+    existed = root.is_dir()
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise SettingError(f"WORKESTRA_DATA_DIR: cannot create {root}: {e.strerror}") from None
+    if not existed:  # a mistyped path would otherwise start an empty gateway without a word
+        log.warning("data directory %s did not exist, so it was created empty (if you "
+                    "meant an existing one, check WORKESTRA_DATA_DIR or --data-dir)", root)
     host = host or env.get("WORKESTRA_HOST") or "127.0.0.1"
     smtp = _port("--smtp-port", smtp_port if smtp_port is not None else env.get(
         "WORKESTRA_SMTP_PORT", 2525))

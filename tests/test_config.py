@@ -17,6 +17,19 @@ def test_default_needs_no_configuration(tmp_path):
     assert again.secret_key == s.secret_key and len(s.secret_key) > 30  # generated once, kept
 
 
+def test_a_data_dir_that_did_not_exist_is_named_when_it_is_created(tmp_path, caplog):
+    """A mistyped WORKESTRA_DATA_DIR starts an empty gateway: at least it says so, once."""
+    with caplog.at_level("WARNING", logger="workestra"):
+        load_settings({"WORKESTRA_DATA_DIR": str(tmp_path / "dta")})
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert f"data directory {tmp_path / 'dta'} did not exist" in warning
+    assert "WORKESTRA_DATA_DIR" in warning
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="workestra"):
+        load_settings({"WORKESTRA_DATA_DIR": str(tmp_path / "dta")})
+    assert not caplog.records  # it exists now: nothing to say
+
+
 def test_the_outbox_retries_after_five_seconds_unless_told_otherwise(tmp_path):
     assert load_settings({}, data_dir=str(tmp_path)).outbox_backoff == 5.0
     told = load_settings({"WORKESTRA_OUTBOX_BACKOFF": "0.5"}, data_dir=str(tmp_path))
