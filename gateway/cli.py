@@ -70,6 +70,44 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep_hours(value: str) -> float:
+    """At least an hour: a younger file may be a write whose row is about to commit."""
+    hours = float(value)
+    if not hours >= 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1 hour, got {value}")
+    return hours
+
+
+def cmd_blobs_sweep(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    import sqlalchemy.exc
+
+    from storage.blob_sweep import WrongDatabase, sweep
+    from storage.blobs import BlobStore
+    from storage.engine import make_engine
+    from storage.store import Store
+
+    settings = _settings(args)
+    # Not migrated here: a database without the tables is the wrong one, and once made it
+    # would call every blob unreferenced.
+    engine = make_engine(settings.database_url)
+    try:
+        result = sweep(Store(engine), BlobStore(settings.blob_dir),
+                       older_than=timedelta(hours=args.older_than), dry_run=args.dry_run)
+    except sqlalchemy.exc.DBAPIError as e:
+        print(f"workestra: blobs sweep stopped, cannot read which files are referenced "
+              f"(is this the right DATABASE_URL, migrated?): {e.orig or e}", file=sys.stderr)
+        return 1
+    except WrongDatabase as e:
+        print(f"workestra: blobs sweep stopped: {e}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    print(result.summary())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workestra", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="bring the database to the newest schema")
     migrate.add_argument("--data-dir")
     migrate.set_defaults(func=cmd_migrate)
+
+    blobs = sub.add_parser("blobs", help="the stored files of mail and attachments")
+    blobs_sub = blobs.add_subparsers(dest="blobs_command", required=True)
+    p = blobs_sub.add_parser("sweep", help="delete files no ticket or message refers to "
+                             "(the worker does this every 6 hours)")
+    p.add_argument("--older-than", type=_sweep_hours, default=48, metavar="HOURS",
+                   help="only files not written or reused for this long (default 48; under "
+                        "24, files kept for a form sent back with an error go too)")
+    p.add_argument("--dry-run", action="store_true", help="report, delete nothing")
+    p.add_argument("--data-dir")
+    p.set_defaults(func=cmd_blobs_sweep)
 
     from gateway import accounts_cli, dkim_cli
     from gateway.inbound import imap_cli

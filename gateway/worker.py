@@ -10,6 +10,7 @@ second) and of queued mail by polling the outbox.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 
@@ -23,8 +24,13 @@ from gateway.inbound.spool import Spool
 from gateway.outbound.outbox import OutboxWorker
 from gateway.outbound.transport import SentDirectory, SmtpRelay, Transport
 from gateway.services import Services, build_services
+from storage.blob_sweep import sweep
+from storage.blobs import BlobStore
+from storage.store import Store
 
 log = logging.getLogger("workestra")
+SWEEP_FIRST = 5 * 60.0  # seconds after start: not while it starts up
+SWEEP_EVERY = 6 * 3600.0
 
 
 class WorkerError(RuntimeError):
@@ -36,7 +42,8 @@ def make_transport(settings: Settings) -> Transport:
 
 
 class Background:
-    """The processor, the outbox worker and the IMAP pollers, started and stopped together."""
+    """The processor, the outbox worker, the IMAP pollers and the blob sweep, started and
+    stopped together."""
 
     def __init__(self, services: Services, spool: Spool, *, rescan: float = 30.0) -> None:
         settings = services.settings
@@ -48,11 +55,33 @@ class Background:
                                    backoff_base=settings.outbox_backoff)
         services.mailer.on_queued(self.outbox.wake)
         self.imap = ImapPollers(services, self.processor.submit, spool=spool)
+        self.services = services
 
     def tasks(self, stop: asyncio.Event) -> list[asyncio.Task]:
         return [asyncio.create_task(self.processor.run(stop), name="inbound"),
                 asyncio.create_task(self.outbox.run(stop), name="outbox"),
-                asyncio.create_task(self.imap.run(stop), name="imap")]
+                asyncio.create_task(self.imap.run(stop), name="imap"),
+                asyncio.create_task(sweep_blobs(self.services.store, self.services.blobs,
+                                                stop), name="blob-sweep")]
+
+
+async def sweep_blobs(store: Store, blobs: BlobStore, stop: asyncio.Event) -> None:
+    """Orphaned files (forms never sent again, a crash between a write and its commit) would
+    fill the disk: swept a few minutes after start, then every 6 hours, until `stop`."""
+    delay = SWEEP_FIRST
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        if stop.is_set():
+            return
+        delay = SWEEP_EVERY
+        try:
+            result = await asyncio.to_thread(sweep, store, blobs)
+        except Exception:
+            log.exception("blob sweep failed; trying again in %g hours", SWEEP_EVERY / 3600)
+            continue
+        if result.removed or result.leftovers:
+            log.info("blob sweep: %s", result.summary())
 
 
 async def work(settings: Settings) -> None:

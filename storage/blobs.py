@@ -13,7 +13,9 @@ def sha256_hex(data: bytes) -> str:
 
 
 class BlobStore:
-    """Files named by their SHA-256; a write is durable (fsynced) before `put` returns."""
+    """Files named by their SHA-256; a write is durable (fsynced) before `put` returns.
+
+    Nothing here deletes: storage/blob_sweep.py removes the files no row refers to."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -27,8 +29,19 @@ class BlobStore:
     def put(self, data: bytes, *, fsync: bool = True) -> str:
         digest = sha256_hex(data)
         target = self.path(digest)
-        if target.exists():
-            return digest
+        try:
+            # A fresh reference to old content makes it young again, so a sweep keeps it
+            # (storage/blob_sweep.py). utime finds the file before it sets the time: if a
+            # sweep renamed it in between, the touch landed on the sweep's copy, and the name
+            # is gone; then it is written anew, as it is when the sweep took it first.
+            os.utime(target)
+            if target.exists():
+                return digest
+        except FileNotFoundError:
+            pass
+        except PermissionError:  # someone else's file (a copied-in data dir): still ours to use
+            if target.exists():
+                return digest
         created = [d for d in (target.parent.parent, target.parent) if not d.exists()]
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
