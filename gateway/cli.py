@@ -36,6 +36,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from gateway.worker import WorkerError, work
 
     settings = _settings(args)
+    if args.alive:
+        from gateway.worker import alive
+
+        why = alive(settings)
+        if why is not None:
+            print(f"workestra: {why}", file=sys.stderr)
+            return 1
+        return 0
     if not os.environ.get("WORKESTRA_PUBLIC_URL"):
         # A worker alone cannot know where `serve` answers: its mail's links would guess.
         logging.getLogger("workestra.worker").warning(
@@ -125,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run the background work alone: inbound mail, "
                             "the outbox, IMAP inboxes")
     worker.add_argument("--data-dir", help="data directory (default ./data)")
+    worker.add_argument("--alive", action="store_true",
+                        help="exit 0 if this host's worker answered in the last minute, else "
+                             "1 (a health check: it starts nothing)")
     worker.set_defaults(func=cmd_worker)
 
     inspect = sub.add_parser("inspect", help="show what the pipeline would decide for .eml files")

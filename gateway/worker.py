@@ -13,6 +13,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
+import time
+from pathlib import Path
 
 import sqlalchemy.exc
 
@@ -31,6 +34,8 @@ from storage.store import Store
 log = logging.getLogger("workestra")
 SWEEP_FIRST = 5 * 60.0  # seconds after start: not while it starts up
 SWEEP_EVERY = 6 * 3600.0
+BEAT_EVERY = 5.0  # seconds between the heartbeat's touches (`workestra worker --alive`)
+ALIVE_WITHIN = 60.0  # seconds since the last touch that `--alive` still calls alive
 
 
 class WorkerError(RuntimeError):
@@ -84,6 +89,34 @@ async def sweep_blobs(store: Store, blobs: BlobStore, stop: asyncio.Event) -> No
             log.info("blob sweep: %s", result.summary())
 
 
+def heartbeat_file(settings: Settings) -> Path:
+    """One per host (a container's own name), in the data dir every container shares."""
+    return settings.data_dir / "run" / f"worker-{socket.gethostname()}.alive"
+
+
+async def heartbeat(path: Path, stop: asyncio.Event) -> None:
+    """Touched from the event loop every few seconds: a worker whose loop is stuck (or whose
+    process is gone) stops touching it, and its health check fails."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while not stop.is_set():
+        path.touch()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), BEAT_EVERY)
+    path.unlink(missing_ok=True)  # stopped on purpose: not alive, and says so at once
+
+
+def alive(settings: Settings, within: float = ALIVE_WITHIN) -> str | None:
+    """None if this host's worker touched its heartbeat within `within` seconds; else why not."""
+    path = heartbeat_file(settings)
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return f"no worker is running on this host ({path} is missing)"
+    if age > within:
+        return f"the worker has not answered for {age:.0f} s (last heartbeat at {path})"
+    return None
+
+
 async def work(settings: Settings) -> None:
     """`workestra worker`: until SIGTERM or SIGINT."""
     try:
@@ -96,7 +129,8 @@ async def work(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     spool = Spool(services.store, services.blobs)
     background = Background(services, spool, rescan=0.2)  # new mail is found by polling
-    tasks = background.tasks(stop)
+    tasks = [*background.tasks(stop),
+             asyncio.create_task(heartbeat(heartbeat_file(settings), stop), name="heartbeat")]
     freeze_start_up()
     log.info("worker started: inbound mail, outbox (%s), IMAP inboxes", settings.relay
              or f"written to {settings.sent_dir}")

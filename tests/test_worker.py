@@ -3,7 +3,12 @@ rest; killing the worker mid-stream loses and duplicates nothing."""
 
 from __future__ import annotations
 
+import os
+import re
 import signal
+import socket
+import subprocess
+import sys
 import time
 
 from sqlmodel import select
@@ -56,3 +61,41 @@ def test_a_separate_worker_processes_what_serve_spools_and_survives_a_kill(
         worker.wait(15)
         stop_gateway(front)
     assert "no background work here" in front.logs()
+
+
+def test_the_health_check_tells_a_running_worker_from_a_stuck_or_stopped_one(
+        tmp_path, database_url, sink):
+    """`workestra worker --alive`, compose's health check: 0 while the worker's loop touches
+    its heartbeat, 1 with the reason once it has not for a minute, or after it stopped."""
+    front = start_gateway(tmp_path, database_url, sink.port, args=("--no-worker",))
+
+    def check() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "gateway", "worker", "--alive"],
+                              env=front.env, cwd=front.data_dir.parent, capture_output=True,
+                              text=True, timeout=60)
+
+    beat = front.data_dir / "run" / f"worker-{socket.gethostname()}.alive"
+    worker = start_worker(front)
+    try:
+        deadline = time.monotonic() + 30
+        while not beat.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert check().returncode == 0
+        worker.send_signal(signal.SIGSTOP)  # a worker that no longer runs its loop
+        then = time.time() - 120
+        os.utime(beat, (then, then))  # ... for two minutes now
+        stuck = check()
+        assert stuck.returncode == 1
+        assert re.search(r"has not answered for 1[23]\d s", stuck.stderr), stuck.stderr
+        worker.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 30
+        while check().returncode != 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert check().returncode == 0  # it touches the heartbeat again
+    finally:
+        worker.send_signal(signal.SIGCONT)
+        worker.terminate()
+        worker.wait(15)
+        stop_gateway(front)
+    gone = check()
+    assert gone.returncode == 1 and "no worker is running" in gone.stderr
