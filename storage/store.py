@@ -71,15 +71,6 @@ def _insert_returning_id(model: type) -> tuple[tuple[str, ...], Any]:
             insert(table).returning(table.c.id))
 
 
-def forget_held(s: Session) -> None:
-    """After a savepoint is rolled back: the rows written in it are gone, but the session may
-    still hold their objects (a new ticket added as persistent, see `Store.add_new`, kept by
-    `held`), and SQLite hands the same ids out again. Nothing is pending once the earlier
-    savepoints were released, so every object can go; they are read again when needed."""
-    s.expunge_all()
-    s.info.pop("held", None)
-
-
 def normalise_address(address: str) -> str:
     """Lower-case, and drop a `+tag` from the local part (plus-addressing)."""
     local, _, domain = address.strip().strip("<>").lower().rpartition("@")

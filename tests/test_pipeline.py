@@ -296,8 +296,9 @@ def test_a_batch_commits_together_and_one_bad_message_spoils_nothing_else(servic
 
 
 def test_a_message_that_fails_after_its_ticket_was_written_spoils_nothing_else(services):
-    """Its savepoint takes the ticket back; the next new ticket in the batch (which SQLite
-    gives the same row id) must not meet the rolled-back one in the session."""
+    """The batch's transaction takes its ticket back, and the messages decided before it
+    are decided again: the ticket numbers and row ids SQLite hands out again must not meet
+    the rolled-back ones."""
     def explode_after_delivery(mail, ctx):
         if mail.parsed and mail.parsed.subject == "poison":
             held(ctx.s, Ticket, mail.ticket_id)  # a step that read its new ticket, then broke

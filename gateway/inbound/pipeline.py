@@ -39,7 +39,7 @@ from gateway.outbound.compose import LOOP_HEADER
 from gateway.tokens import loop_marker
 from storage.blobs import BlobStore
 from storage.models import InboundMessage, utcnow
-from storage.store import Store, forget_held
+from storage.store import Store
 
 log = logging.getLogger("workestra.inbound")
 # A handled message's bytes stay in its row up to this size: most mail, kept without the file
@@ -145,16 +145,19 @@ class Pipeline:
         return done[0] if done else None
 
     def process_batch(self, inbound_ids: list[int]) -> list[InboundMail]:
-        """Handle several spooled messages in one transaction, each in its own savepoint.
+        """Handle several spooled messages in one transaction: one commit (one fsync) covers
+        the batch, as the spool's group commit does on the way in.
 
-        One commit (one fsync) covers the batch, as the spool's group commit does on the way
-        in. On SQLite, once it has held the database for `min_turn` seconds, it commits early
+        On SQLite, once it has held the database for `min_turn` seconds, it commits early
         when another writer waits, and goes on in a new transaction: a sender waits for its
         `250` behind a few messages, not fifty (and the spool's next commit takes in all
-        that came meanwhile). A message whose steps raise is rolled back to its savepoint
-        and recorded as `failed` with the error, its raw bytes kept; the others are
-        unaffected. A database or disk that is away (see `unavailable`) is raised to the
-        caller, and the messages not yet committed stay pending for a later pass.
+        that came meanwhile). A message whose steps raise spoils nothing else: the
+        transaction is rolled back, the message is recorded as `failed` with the error (its
+        raw bytes kept) in one of its own, and the others of the rolled-back transaction are
+        read again and go on. (No savepoint per message: they were a sixth of the batch's
+        statements, and a failure is rare.) A database or disk that is away (see
+        `unavailable`) is raised to the caller, and the messages not yet committed stay
+        pending for a later pass.
         """
         small = self.store.received(inbound_ids, up_to_size=ROW_RAW_MAX)  # one read for most
         prepared = [m for m in (self._prepare(i, small.get(i)) for i in inbound_ids)
@@ -164,32 +167,51 @@ class Pipeline:
         done: list[InboundMail] = []
         waiting = deque(prepared)
         while waiting:
-            with self.store.tx() as s:
-                began = time.monotonic()
-                ctx = Context(self.store, self.settings, self.intake, s, self.dns_txt)
-                while waiting:
-                    mail, error = waiting.popleft()
-                    try:
-                        with _ids(mail), s.begin_nested():
-                            if self._decide(s, ctx, mail, error):
-                                done.append(mail)
-                    except Exception as e:  # a bug or bad data: keep the raw bytes, say so
-                        if unavailable(e):
-                            raise
-                        log.exception("inbound %s failed", mail.inbound_id)
-                        forget_held(s)  # its savepoint took back rows the session may hold
-                        with s.begin_nested():
-                            self._record_failure(s, mail, f"{type(e).__name__}: {e}")
-                        done.append(mail)
-                    if (time.monotonic() - began >= self.min_turn
-                            and self.store.writers_waiting()):
-                        break  # commit now: another writer (a sender's 250) waits its turn
+            decided: list[InboundMail] = []  # in this transaction, not yet committed
+            try:
+                with self.store.tx() as s:
+                    self._decide_some(s, waiting, decided)
+            except _Failed as failed:
+                self._fail_alone(failed.mail, failed.error)
+                done.append(failed.mail)
+                again = (self._prepare(m.inbound_id) for m in decided)  # type: ignore[arg-type]
+                waiting.extendleft(reversed([m for m in again if m is not None]))
+                continue
+            done.extend(decided)
+        order = {inbound_id: n for n, inbound_id in enumerate(inbound_ids)}
+        done.sort(key=lambda m: order[m.inbound_id])  # as they came, retried ones included
         self.intake.mailer.wake()
         for mail in done:
             with _ids(mail):
                 log.info("inbound %s: %s (%s)", mail.inbound_id, mail.outcome, mail.reason,
                          extra={"fields": {"outcome": mail.outcome, "ticket": mail.ticket_id}})
         return done
+
+    def _decide_some(self, s, waiting: deque[tuple[InboundMail, str | None]],
+                     decided: list[InboundMail]) -> None:
+        """Decides waiting messages in this transaction until none is left, or another writer
+        has waited long enough; raises _Failed for a message whose steps raise."""
+        began = time.monotonic()
+        ctx = Context(self.store, self.settings, self.intake, s, self.dns_txt)
+        while waiting:
+            mail, error = waiting.popleft()
+            try:
+                with _ids(mail):
+                    if self._decide(s, ctx, mail, error):
+                        decided.append(mail)
+            except Exception as e:  # a bug or bad data: keep the raw bytes, say so
+                if unavailable(e):
+                    raise
+                log.exception("inbound %s failed", mail.inbound_id)
+                raise _Failed(mail, f"{type(e).__name__}: {e}") from e
+            if time.monotonic() - began >= self.min_turn and self.store.writers_waiting():
+                return  # commit now: another writer (a sender's 250) waits its turn
+
+    def _fail_alone(self, mail: InboundMail, error: str) -> None:
+        """Records the failure in a transaction of its own, after the batch's rolled back."""
+        mail.ticket_id = None  # whatever its steps made was rolled back with them
+        with _ids(mail), self.store.tx() as s:
+            self._record_failure(s, mail, error)
 
     def _prepare(self, inbound_id: int, row: InboundMessage | None = None
                  ) -> tuple[InboundMail, str | None] | None:
@@ -245,6 +267,14 @@ class Pipeline:
         values.update(state="done", outcome="failed", reason=mail.reason,
                       processed_at=utcnow())
         self.store.finish_inbound(s, row.id, values)
+
+
+class _Failed(Exception):
+    """A message's steps raised: its transaction is rolled back, and it fails alone."""
+
+    def __init__(self, mail: InboundMail, error: str) -> None:
+        super().__init__(error)
+        self.mail, self.error = mail, error
 
 
 def _ids(mail: InboundMail) -> AbstractContextManager[None]:
