@@ -39,6 +39,7 @@ from ingest import DEFAULT_PG, RCPT, make_mails  # noqa: E402
 
 from gateway.config import load_settings  # noqa: E402
 from gateway.demo import seed_demo  # noqa: E402
+from gateway.heap import freeze_start_up  # noqa: E402
 from gateway.inbound.spool import Spool  # noqa: E402
 from gateway.services import build_services  # noqa: E402
 
@@ -71,6 +72,7 @@ def run(database_url: str | None, mails: list[tuple[str, bytes]], batch: int,
                        for sender, raw in mails]
             ids = [f.result() for f in futures]
             spool.close()
+            freeze_start_up()  # as serve and worker do once started
             statements = [0]
             counting = os.environ.get(_UNDER_CALLGRIND) is None
             if counting:  # not under callgrind: the listener's own cost would be counted

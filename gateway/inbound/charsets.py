@@ -201,7 +201,7 @@ def guess_8bit(data: bytes) -> str:
 
 def has_surrogates(value: str) -> bool:
     """True when a header value carries raw 8-bit bytes (kept as surrogate escapes)."""
-    return any("\udc80" <= ch <= "\udcff" for ch in value)
+    return not value.isascii() and any("\udc80" <= ch <= "\udcff" for ch in value)
 
 
 def unfold(value: str) -> str:
