@@ -98,6 +98,8 @@ _DUPLICATE = {column: select(_INBOX.c.id, _INBOX.c.ticket_id).where(
 _AWAITING = select(_INBOX.c.id, _INBOX.c.raw.is_not(None).label("has_raw")).where(
     _INBOX.c.id == bindparam("id"), _INBOX.c.state == "received")
 _RAW = select(_INBOX.c.raw).where(_INBOX.c.id == bindparam("id"))
+_SIGNS = select(SigningDomain.__table__.c.domain).where(  # type: ignore[attr-defined]
+    SigningDomain.__table__.c.domain == bindparam("domain"))  # type: ignore[attr-defined]
 # The tickets some Message-IDs belong to: ours, sent from the outbox, or earlier inbound ones
 _SENT_IDS = select(_OUTBOX.c.message_id, _OUTBOX.c.ticket_id).where(
     _OUTBOX.c.workspace_id == bindparam("ws"),
@@ -511,13 +513,21 @@ class Store:
 
     def note_signing_domains(self, s: Session, domains: Iterable[str]) -> None:
         """Remember domains whose mail arrived DKIM-signed and valid."""
+        known = s.info.setdefault("signs", {})
         for domain in sorted(set(domains)):
             stmt = self._insert(SigningDomain).values(domain=domain, last_pass_at=utcnow())
             s.exec(stmt.on_conflict_do_update(index_elements=["domain"],
                                               set_={"last_pass_at": utcnow()}))
+            known[domain.lower()] = True
 
     def signs_mail(self, s: Session, domain: str) -> bool:
-        return s.get(SigningDomain, domain.lower()) is not None
+        """Whether mail from this domain has arrived DKIM-signed before; asked once per domain
+        per transaction (a batch's mail comes from few domains)."""
+        domain = domain.lower()
+        known = s.info.setdefault("signs", {})
+        if domain not in known:
+            known[domain] = s.connection().execute(_SIGNS, {"domain": domain}).first() is not None
+        return known[domain]
 
     # -- outbox --------------------------------------------------------------------------------
 

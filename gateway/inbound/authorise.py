@@ -67,7 +67,9 @@ def authorise(mail: InboundMail, ctx: Context) -> None:
     if ctx.s is not None:
         allowed |= {p.email for p in ctx.store.participants(ctx.s, ticket.id)}  # type: ignore[arg-type]
     sender = mail.sender.address.lower()
-    agent = ctx.store.agent_by_email(ctx.s, ticket.workspace_id, sender) if ctx.s else None
+    agent = (ctx.store.agent_by_email(ctx.s, ticket.workspace_id, sender)
+             if ctx.s is not None and sender in ctx.store.team(ctx.s, ticket.workspace_id).emails
+             else None)  # the team's addresses are read once a transaction: most senders aren't
     mail.agent_id = agent.id if agent is not None else None  # answering from their mail client
     mail.known_sender = sender in allowed or agent is not None
     vouched, dkim_hold = dkim_verdict(mail, ctx)
