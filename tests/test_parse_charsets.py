@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import quopri
+import time
 
 import pytest
 
@@ -233,6 +234,8 @@ def test_latin_headers_stay_latin_next_to_a_cjk_part():
     ("Jane Doe <mailto:jane@example.org>", "Jane Doe", "jane@example.org"),  # web forms
     ("jane@example.org (Jane Doe)", "Jane Doe", "jane@example.org"),
     ('"jane@example.org"', "", "jane@example.org"),
+    ("Jane Doe (jane@example.org)", "Jane Doe", "jane@example.org"),  # address as a comment
+    ("=?iso-8859-2?Q?Namedy=F1ski?= (hans@example.pl)", "Namedyński", "hans@example.pl"),
 ])
 def test_sender_written_without_rfc_5322_brackets(header, name, address):
     mail = parse(f"From: {header}\r\nTo: help@acme.test\r\n\r\nx".encode())
@@ -243,6 +246,21 @@ def test_a_bare_address_list_is_not_merged():
     mail = parse(b"From: a@b.c\r\nTo: x@example.org, Bob Smith bob@example.org\r\n\r\nx")
     assert [(a.name, a.address) for a in mail.to] == [
         ("", "x@example.org"), ("Bob Smith", "bob@example.org")]
+
+
+def test_addresses_in_parentheses_each_keep_their_name():
+    mail = parse(b"From: a@b.c\r\nTo: Bob Smith (bob@example.org), (x@example.org)\r\n\r\nx")
+    assert [(a.name, a.address) for a in mail.to] == [
+        ("Bob Smith", "bob@example.org"), ("", "x@example.org")]
+
+
+def test_address_in_parentheses_pattern_stays_linear():
+    from gateway.inbound.parse import _NAME_THEN_COMMENT_ADDR
+
+    for line in ("x (a@" + "b." * 50_000, "(" + "a" * 100_000, " " * 100_000 + "(a@b"):
+        started = time.perf_counter()
+        assert _NAME_THEN_COMMENT_ADDR.fullmatch(line) is None
+        assert time.perf_counter() - started < 0.5
 
 
 def test_group_syntax_keeps_no_group_name_as_a_display_name():

@@ -36,6 +36,10 @@ _WORD_CHARSET = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?[bBqQ]\?")
 _STASHED = re.compile(r"wrkstrw(\d+)x")
 _MAILTO = re.compile(r"<\s*mailto:", re.IGNORECASE)
 _NAME_THEN_ADDR = re.compile(r'([^<>()]*?\S)\s+([^\s<>"(),;:@]+@[^\s<>"(),;:@]+\.[^\s<>"(),;:@]+)')
+# "Jane Doe (jane@x.org)": the only address is in a comment; dot-separated labels keep it linear.
+_NAME_THEN_COMMENT_ADDR = re.compile(
+    r'([^<>()@]*)\(\s*([^\s<>"(),;:@]+@[^\s<>"(),;:@.]+(?:\.[^\s<>"(),;:@.]+)+)\s*\)'
+)
 # A MIME delimiter line (RFC 2046 §5.1.1), to find the boundary a broken multipart really uses.
 _DELIMITER = re.compile(
     r"^--((?=\S*[0-9A-Za-z])[0-9A-Za-z'()+_,./:=?-]{1,70})[ \t]*\r?$", re.MULTILINE
@@ -253,10 +257,11 @@ def _header_addresses(raw_value: str, defects: list[str], hint: str) -> list[Add
 
 def _mend_address_list(value: str) -> str:
     """Addresses as some web forms and scripts write them, made RFC 5322 for the parser:
-    "<mailto:a@b.c>", and a name before a bare address ("Jane Doe jane@x.org"), which
-    getaddresses would take as one address with a space in it. Each comma-separated address
-    is mended on its own (one with <> stays as it is); a group ("team: a@x, b@y;", RFC 5322
-    §3.4) is the parser's to read, and is left alone."""
+    "<mailto:a@b.c>", a name before a bare address ("Jane Doe jane@x.org"), which
+    getaddresses would take as one address with a space in it, and a name before its address
+    in parentheses ("Jane Doe (jane@x.org)"), which it would read as the address "Jane".
+    Each comma-separated address is mended on its own (one with <> stays as it is); a group
+    ("team: a@x, b@y;", RFC 5322 §3.4) is the parser's to read, and is left alone."""
     value = _MAILTO.sub("<", value)
     if "@" not in value:
         return value
@@ -266,14 +271,19 @@ def _mend_address_list(value: str) -> str:
     for index, segment in enumerate(segments):
         if len(segment) > 500 or "<" in segment:  # no such name; the pattern is not for long text
             continue
-        found = _NAME_THEN_ADDR.fullmatch(segment.strip())
+        found = _NAME_THEN_ADDR.fullmatch(segment.strip()) or (
+            _NAME_THEN_COMMENT_ADDR.fullmatch(segment.strip()))
         if found is None or "@" in found.group(1):
             continue
-        name = found.group(1).strip()
-        if not (len(name) > 1 and name.startswith('"') and name.endswith('"')):
-            name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        segments[index] = f"{name} <{found.group(2)}>"
+        segments[index] = f"{_quoted(found.group(1).strip())} <{found.group(2)}>"
     return ",".join(segments)
+
+
+def _quoted(name: str) -> str:
+    """A display name as an RFC 5322 quoted string, unless it is one already or empty."""
+    if not name or (len(name) > 1 and name.startswith('"') and name.endswith('"')):
+        return name
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _opens_group(segment: str) -> bool:
