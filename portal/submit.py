@@ -194,7 +194,7 @@ async def _submitted(request: Request, services: Services, ws: Workspace,
     errors = _validate(values)
     if len(uploads) + len(form.files) > MAX_FILES:
         errors["attachments"] = f"Please attach at most {MAX_FILES} files."
-        got = Accepted()
+        got = Accepted(tokens=list(uploads))  # those sent ahead stay
     else:
         got = await accept_parts(services, ws.slug, form.files, uploads)
     if errors or got.errors:

@@ -361,7 +361,7 @@ async def reply(request: Request) -> Response:
                                  f"(it has {len(body):,}).")
         if len(uploads) + len(form.files) > MAX_FILES:  # kept ones count, as on the submit form
             errors["attachments"] = f"Please attach at most {MAX_FILES} files."
-            got = Accepted()
+            got = Accepted(tokens=list(uploads))  # those sent ahead stay
         else:
             got = await accept_parts(services, ws.slug, form.files, uploads)
         if errors or got.errors:  # files that passed stay attached, as on the submit form

@@ -114,6 +114,7 @@ def test_kept_files_count_toward_the_three_a_reply_may_carry(services):
                files=[("attachments", (f"{n}.txt", b"x\n", "text/plain")) for n in "bcd"])
     assert r.status_code == 400 and "Please attach at most 3 files." in r.text
     assert "Four files" in r.text  # nothing typed is lost
+    assert "a.txt (attached)" in r.text  # nor the file kept before
 
 
 def test_attachments_are_downloads_never_active_content(services):
