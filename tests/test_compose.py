@@ -29,7 +29,9 @@ def test_the_compose_file_is_valid_and_has_every_part():
         "postgres-data", "redis-data", "gateway-data"}
     full = compose().stdout
     assert full.count("healthcheck:") == 6  # every service says how it is healthy
-    assert block(full, "worker").count("- worker") == 1  # the background work, once
+    worker = block(full, "worker")
+    assert worker.count("- worker") == 2  # the background work, once, and its health check:
+    assert "- --alive" in worker  # its heartbeat, not just a process that exists
     for front in ("serve1", "serve2"):
         assert "- --no-worker" in block(full, front) and "/readyz" in block(full, front)
         assert "WORKESTRA_REDIS_URL: redis://redis:6379/0" in block(full, front)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from sqlmodel import select
 
 from storage.models import InboundMessage, Ticket
@@ -63,6 +64,7 @@ def test_a_separate_worker_processes_what_serve_spools_and_survives_a_kill(
     assert "no background work here" in front.logs()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the same file either way
 def test_the_health_check_tells_a_running_worker_from_a_stuck_or_stopped_one(
         tmp_path, database_url, sink):
     """`workestra worker --alive`, compose's health check: 0 while the worker's loop touches
