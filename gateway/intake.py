@@ -141,8 +141,10 @@ class Intake:
         if reopened:
             ticket.status = "open"
             ticket.resolved_at = None
-        ticket.updated_at = utcnow()
-        s.add(ticket)
+            ticket.updated_at = utcnow()
+            s.add(ticket)
+        else:  # most replies: only the time moves
+            self.store.touch_ticket(s, ticket, utcnow())
         self._learn_name(s, ticket, author)
         comment = self.store.add_new(s, Comment(
             ticket_id=ticket.id, author_kind="customer", author_name=author.name,

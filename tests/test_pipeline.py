@@ -330,3 +330,11 @@ def test_a_reply_names_a_customer_first_known_by_a_bare_address(services):
     deliver(services, reply_to(services, ticket.id, "And more.",
                                sender="J. D. (phone) <jane@customer.test>"))
     assert services.store.contact(ticket.contact_id).name == "Jane Doe"
+
+
+def test_a_reply_moves_the_ticket_up_the_agents_queue(services, ticket):
+    """The console sorts by the last change: a reply by mail must move it, in the database."""
+    before = services.store.ticket(ticket.id).updated_at
+    deliver(services, reply_to(services, ticket.id, "Any news?"))
+    after = services.store.ticket(ticket.id)
+    assert after.updated_at > before and after.status == "open"
