@@ -71,6 +71,7 @@ def sweep(store: Store, blobs: BlobStore, *, older_than: timedelta = OLDER_THAN,
     cutoff = ((now or datetime.now(UTC)) - older_than).timestamp()
     result = SweepResult(dry_run=dry_run)
     candidates: list[tuple[Path, int]] = []
+    guarded = False
     for path, st in _files(blobs.root):
         name = path.name
         if name.startswith(_TRASH):
@@ -87,6 +88,9 @@ def sweep(store: Store, blobs: BlobStore, *, older_than: timedelta = OLDER_THAN,
         elif st.st_mtime >= cutoff:
             result.recent += 1
         else:
+            if not guarded:  # once, before anything could be removed
+                _refuse_unrelated(store)
+                guarded = True
             candidates.append((path, st.st_size))
             if len(candidates) >= CHUNK:
                 _sweep_chunk(store, candidates, cutoff, result)
@@ -121,11 +125,6 @@ def _sweep_chunk(store: Store, candidates: list[tuple[Path, int]], cutoff: float
         return
     digests = [path.name for path, _ in candidates]
     with store.read() as s:
-        if (s.exec(select(Attachment.id).limit(1)).first() is None
-                and s.exec(select(InboundMessage.id).limit(1)).first() is None):
-            raise WrongDatabase("the database refers to no stored file at all, yet old files "
-                                "are there: is DATABASE_URL the database these files belong "
-                                "to? Nothing was removed.")
         referenced = set(s.exec(select(Attachment.sha256)
                                 .where(col(Attachment.sha256).in_(digests))))
         referenced.update(s.exec(select(InboundMessage.raw_sha256)
@@ -140,6 +139,16 @@ def _sweep_chunk(store: Store, candidates: list[tuple[Path, int]], cutoff: float
         else:
             result.removed += 1
             result.bytes_freed += freed
+
+
+def _refuse_unrelated(store: Store) -> None:
+    """Raises WrongDatabase when no row refers to any file at all (see the class)."""
+    with store.read() as s:
+        if (s.exec(select(Attachment.id).limit(1)).first() is None
+                and s.exec(select(InboundMessage.id).limit(1)).first() is None):
+            raise WrongDatabase("the database refers to no stored file at all, yet old files "
+                                "are there: is DATABASE_URL the database these files belong "
+                                "to? Nothing was removed.")
 
 
 def _put_back(trash: Path) -> None:

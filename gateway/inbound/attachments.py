@@ -22,8 +22,6 @@ from tnefparse.tnef import TNEF
 from gateway.inbound.charsets import decode_bytes, decode_header_value, unfold
 from gateway.inbound.mail import AttachmentPart
 
-_BASE64_JUNK = re.compile(r"[^A-Za-z0-9+/=\s]")
-_BASE64_DATA = re.compile(r"[A-Za-z0-9+/]")
 _BASE64_LINE = re.compile(r"[A-Za-z0-9+/]+=*")
 _BASE64_CHARS = re.compile(r"[A-Za-z0-9+/]+")
 _BASE64_NOT_DATA = re.compile(r"[^A-Za-z0-9+/=]+")
@@ -227,13 +225,13 @@ def _base64(payload: str, defects: list[str]) -> bytes:
     by line) all decoded, where binascii would stop at the first padding and lose the rest.
     Text that is mostly not base64 at all (8-bit bytes labelled base64) is kept as it came."""
     pad = payload.find("=")
-    if pad < 0 or not _BASE64_DATA.search(payload, pad):
+    if pad < 0 or not _BASE64_CHARS.search(payload, pad):
         try:
             data = binascii.a2b_base64(payload) if payload.isascii() else None
         except (binascii.Error, ValueError):
             data = None
         if data is not None:
-            if _BASE64_JUNK.search(payload):
+            if _BASE64_JUNK_RUN.search(payload):
                 defects.append("bad base64")
             return data
     defects.append("bad base64")
