@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import insert
 from sqlmodel import Session
 
 from gateway.assignment import next_assignee
 from gateway.outbound.mailer import Mailer
 from gateway.sentiment import sentiment
+from storage import bare
 from storage.blobs import BlobStore
 from storage.models import (
     Agent,
@@ -34,7 +34,8 @@ from storage.store import AgentRef, ContactRef, Store, held
 REOPENED_BY_REPLY = ("waiting", "resolved")
 # A plain INSERT: every new ticket and reply notifies its agent, and an ORM object and its
 # flush cost more than the statement.
-_NOTIFY = insert(Notification.__table__)  # type: ignore[attr-defined]
+_NOTIFY = bare.insert_of(Notification.__table__, (  # type: ignore[attr-defined]
+    "workspace_id", "agent_id", "ticket_id", "kind", "text", "read", "created_at"))
 
 
 @dataclass
@@ -228,7 +229,7 @@ class Intake:
 
     def _notify(self, s: Session, ws: Workspace, ticket: Ticket, agent: Agent | AgentRef, *,
                 kind: str, text: str, context: dict) -> None:
-        s.connection().execute(_NOTIFY, {
+        bare.rows(s, _NOTIFY, {
             "workspace_id": ws.id, "agent_id": agent.id, "ticket_id": ticket.id, "kind": kind,
             "text": text, "read": False, "created_at": utcnow()})
         self.mailer.queue(s, ws, kind=f"agent/{kind}", to_name=agent.name,

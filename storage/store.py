@@ -11,12 +11,14 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Row, bindparam, func, insert, text, update
+from sqlalchemy import Engine, bindparam, func, insert, or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
+from storage import bare
+from storage.bare import Bare
 from storage.blobs import BlobStore
 from storage.engine import READ_ONLY, is_postgres
 from storage.group_commit import GroupCommit
@@ -67,8 +69,8 @@ def held(s: Session, model: type[_M], ident: object) -> _M | None:
 def _insert_returning_id(model: type) -> tuple[tuple[str, ...], Any]:
     """A model's columns but its id, and its INSERT ... RETURNING id (built once)."""
     table = model.__table__  # type: ignore[attr-defined]
-    return (tuple(c.key for c in table.columns if c.key != "id"),
-            insert(table).returning(table.c.id))
+    columns = tuple(c.key for c in table.columns if c.key != "id")
+    return columns, bare.insert_of(table, columns, returning_id=True)
 
 
 def normalise_address(address: str) -> str:
@@ -79,24 +81,29 @@ def normalise_address(address: str) -> str:
 
 _OUTBOX = OutboundMessage.__table__  # type: ignore[attr-defined]
 # Built once: composing it per mail cost more than running it (it runs for every automatic mail).
-_RECENT_AUTOMATIC = select(func.count()).select_from(
+_RECENT_AUTOMATIC = Bare(select(func.count()).select_from(
     select(_OUTBOX.c.id).where(
         _OUTBOX.c.rcpt_to == bindparam("rcpt"), _OUTBOX.c.automatic,
         _OUTBOX.c.created_at >= bindparam("since", type_=_OUTBOX.c.created_at.type))
-    .limit(bindparam("up_to")).subquery())
+    .limit(bindparam("up_to")).subquery()))
 
-_OWN_MESSAGE_ID = select(_OUTBOX.c.id).where(_OUTBOX.c.message_id == bindparam("mid")).limit(1)
+_OWN_MESSAGE_ID = Bare(select(_OUTBOX.c.id).where(_OUTBOX.c.message_id == bindparam("mid"))
+                       .limit(1))
 
 _INBOX = InboundMessage.__table__  # type: ignore[attr-defined]
-# An earlier message of a workspace with the same Message-ID, or the same bytes
-_DUPLICATE = {column: select(_INBOX.c.id, _INBOX.c.ticket_id).where(
+# An earlier message of a workspace with the same Message-ID, or the same bytes (the outcomes
+# as equalities: a literal IN list expands at execution, which the bare driver cannot take)
+_DUPLICATE = {column: Bare(select(_INBOX.c.id, _INBOX.c.ticket_id).where(
     _INBOX.c.workspace_id == bindparam("ws"), _INBOX.c[column] == bindparam("key"),
     _INBOX.c.state == "done", _INBOX.c.id != bindparam("exclude"),
-    _INBOX.c.outcome.in_(("new_ticket", "comment", "ignored"))).order_by(_INBOX.c.id).limit(1)
-    for column in ("message_id", "raw_sha256")}
-# A spooled row still awaiting its outcome (and whether its bytes are still in it)
+    or_(*(_INBOX.c.outcome == o for o in ("new_ticket", "comment", "ignored"))))
+    .order_by(_INBOX.c.id).limit(1)) for column in ("message_id", "raw_sha256")}
+# A spooled row still awaiting its outcome (and whether its bytes are still in it); on
+# PostgreSQL locked, skipping a row another worker holds
 _AWAITING = select(_INBOX.c.id, _INBOX.c.raw.is_not(None).label("has_raw")).where(
     _INBOX.c.id == bindparam("id"), _INBOX.c.state == "received")
+_LOCK_AWAITING = {"sqlite": Bare(_AWAITING),
+                  "postgresql": Bare(_AWAITING.with_for_update(skip_locked=True))}
 _RAW = select(_INBOX.c.raw).where(_INBOX.c.id == bindparam("id"))
 _SIGNS = select(SigningDomain.__table__.c.domain).where(  # type: ignore[attr-defined]
     SigningDomain.__table__.c.domain == bindparam("domain"))  # type: ignore[attr-defined]
@@ -117,36 +124,36 @@ _WORKSPACE = Workspace.__table__  # type: ignore[attr-defined]
 # The number, the assignment state and the address its mail is sent from, in one statement.
 # By the parameter, not correlated: SQLite's RETURNING names columns without their table.
 _SENDER_OF_WORKSPACE = _ADDRESSES_OF.limit(1).scalar_subquery()
-_TAKE_NUMBER = (update(_WORKSPACE).where(_WORKSPACE.c.id == bindparam("ws"))
+_TAKE_NUMBER = Bare(update(_WORKSPACE).where(_WORKSPACE.c.id == bindparam("ws"))
                 .values(ticket_counter=_WORKSPACE.c.ticket_counter + 1)
                 .returning(_WORKSPACE.c.ticket_counter, _WORKSPACE.c.assignment_mode,
                            _WORKSPACE.c.last_assigned_agent_id, _SENDER_OF_WORKSPACE))
 
 _CONTACT = Contact.__table__  # type: ignore[attr-defined]
-_FIND_CONTACT = select(_CONTACT.c.id, _CONTACT.c.email, _CONTACT.c.name).where(
-    _CONTACT.c.workspace_id == bindparam("ws"), _CONTACT.c.email == bindparam("email"))
-_NEW_CONTACT = {dialect.__name__.rpartition(".")[2]: dialect.insert(_CONTACT).values(
+_FIND_CONTACT = Bare(select(_CONTACT.c.id, _CONTACT.c.email, _CONTACT.c.name).where(
+    _CONTACT.c.workspace_id == bindparam("ws"), _CONTACT.c.email == bindparam("email")))
+_NEW_CONTACT = {dialect.__name__.rpartition(".")[2]: Bare(dialect.insert(_CONTACT).values(
     workspace_id=bindparam("ws"), email=bindparam("email"), name=bindparam("name"),
     created_at=bindparam("now", type_=_CONTACT.c.created_at.type)).on_conflict_do_nothing()
-    .returning(_CONTACT.c.id) for dialect in (postgresql, sqlite)}
-_NAME_CONTACT = (update(_CONTACT).where(_CONTACT.c.id == bindparam("contact_id"))
-                 .values(name=bindparam("name")))
+    .returning(_CONTACT.c.id)) for dialect in (postgresql, sqlite)}
+_NAME_CONTACT = Bare(update(_CONTACT).where(_CONTACT.c.id == bindparam("contact_id"))
+                     .values(name=bindparam("name")))
 
 _AGENT = Agent.__table__  # type: ignore[attr-defined]
 _TEAM = (select(_AGENT.c.id, _AGENT.c.name, _AGENT.c.email, _AGENT.c.available)
          .where(_AGENT.c.workspace_id == bindparam("ws")).order_by(_AGENT.c.id))
-_PICKED = (update(_WORKSPACE).where(_WORKSPACE.c.id == bindparam("ws"))
-           .values(last_assigned_agent_id=bindparam("agent_id")))
+_PICKED = Bare(update(_WORKSPACE).where(_WORKSPACE.c.id == bindparam("ws"))
+               .values(last_assigned_agent_id=bindparam("agent_id")))
 _TICKET = Ticket.__table__  # type: ignore[attr-defined]
-_TOUCHED = (update(_TICKET).where(_TICKET.c.id == bindparam("ticket_id"))
-            .values(updated_at=bindparam("now")))
+_TOUCHED = Bare(update(_TICKET).where(_TICKET.c.id == bindparam("ticket_id"))
+                .values(updated_at=bindparam("now")))
 
 
 @cache
 def _finish(columns: tuple[str, ...]):
     """UPDATE of these columns of one spooled row, built once per set of columns."""
-    return update(_INBOX).where(_INBOX.c.id == bindparam("inbound_id")).values(
-        {c: bindparam(f"new_{c}", type_=_INBOX.c[c].type) for c in columns})
+    return Bare(update(_INBOX).where(_INBOX.c.id == bindparam("inbound_id")).values(
+        {c: bindparam(f"new_{c}", type_=_INBOX.c[c].type) for c in columns}))
 
 
 @dataclass(frozen=True)
@@ -301,17 +308,17 @@ class Store:
         Plain statements on the transaction's connection: an intake runs this for every new
         ticket, and the ORM's version cost a tenth of a portal submission."""
         email, name = email.strip().lower(), name.strip()
-        conn = s.connection()
         params = {"ws": workspace_id, "email": email}
-        found = conn.execute(_FIND_CONTACT, params).first()  # a returning customer: one read
+        found = bare.first(s, _FIND_CONTACT, params)  # a returning customer: one read
         if found is None:
-            new = conn.execute(_NEW_CONTACT[conn.dialect.name],
-                               {**params, "name": name, "now": utcnow()}).first()
+            new = bare.first(s, _NEW_CONTACT["postgresql" if self.postgres else "sqlite"],
+                             {**params, "name": name, "now": utcnow()})
             if new is not None:
                 return ContactRef(new.id, email, name)
-            found = conn.execute(_FIND_CONTACT, params).one()  # another writer's, just now
+            found = bare.first(s, _FIND_CONTACT, params)  # another writer's, just now
+            assert found is not None
         if name and not found.name:
-            conn.execute(_NAME_CONTACT, {"contact_id": found.id, "name": name})
+            bare.rows(s, _NAME_CONTACT, {"contact_id": found.id, "name": name})
             return ContactRef(found.id, found.email, name)
         return ContactRef(found.id, found.email, found.name)
 
@@ -320,8 +327,8 @@ class Store:
         in the session as a flush would leave it: persistent, with its id. The unit of work
         cost a tenth of an intake, for a row that is always new and never batched."""
         columns, statement = _insert_returning_id(type(obj))
-        obj.id = s.connection().execute(  # type: ignore[attr-defined]
-            statement, {key: getattr(obj, key) for key in columns}).scalar_one()
+        obj.id = bare.scalar(  # type: ignore[attr-defined]
+            s, statement, {key: getattr(obj, key) for key in columns})
         make_transient_to_detached(obj)
         s.add(obj)
         return obj
@@ -338,8 +345,7 @@ class Store:
         # A plain statement on the transaction's connection: through the ORM, an UPDATE first
         # matches its criteria against every object the session holds (a tenth of a portal
         # submission's interpreter time).
-        number, mode, last_agent, sender = s.connection().execute(
-            _TAKE_NUMBER, {"ws": workspace_id}).one()
+        number, mode, last_agent, sender = bare.rows(s, _TAKE_NUMBER, {"ws": workspace_id})[0]
         s.info.setdefault("sender_address", {})[workspace_id] = sender  # see sender_address
         return NumberTaken(number, mode, last_agent)
 
@@ -378,7 +384,7 @@ class Store:
 
     def record_pick(self, s: Session, workspace_id: int, agent_id: int) -> None:
         """The agent round robin picked last, for the next pick to start after."""
-        s.connection().execute(_PICKED, {"ws": workspace_id, "agent_id": agent_id})
+        bare.rows(s, _PICKED, {"ws": workspace_id, "agent_id": agent_id})
 
     def agent_by_email(self, s: Session, workspace_id: int, email: str) -> Agent | None:
         return s.exec(select(Agent).where(
@@ -393,7 +399,7 @@ class Store:
     def touch_ticket(self, s: Session, ticket: Ticket, now: datetime) -> None:
         """`updated_at = now`, in one plain statement; the object shows it, and is not left
         dirty (the unit of work's flush of a loaded ticket cost more than the statement)."""
-        s.connection().execute(_TOUCHED, {"ticket_id": ticket.id, "now": now})
+        bare.rows(s, _TOUCHED, {"ticket_id": ticket.id, "now": now})
         set_committed_value(ticket, "updated_at", now)
 
     def ticket_by_number(self, workspace_id: int, number: int,
@@ -471,7 +477,7 @@ class Store:
                                .where(InboundMessage.state == "received")
                                .order_by(InboundMessage.id)))
 
-    def lock_inbound(self, s: Session, inbound_id: int) -> Row | None:
+    def lock_inbound(self, s: Session, inbound_id: int) -> Any | None:
         """The row's id and whether its bytes are still in it (`has_raw`), locked for this
         transaction, if it still awaits an outcome; None if not.
 
@@ -479,12 +485,12 @@ class Store:
         twice is 30 MB more at the peak. Plain statements here and in `finish_inbound`: an
         ORM object, loaded and flushed for every message, cost a tenth of processing one.
         """
-        q = _AWAITING.with_for_update(skip_locked=True) if self.postgres else _AWAITING
-        return s.connection().execute(q, {"id": inbound_id}).first()
+        return bare.first(s, _LOCK_AWAITING["postgresql" if self.postgres else "sqlite"],
+                          {"id": inbound_id})
 
     def finish_inbound(self, s: Session, inbound_id: int, values: dict) -> None:
         """Record a spooled message's outcome (state, outcome, reason, ... columns)."""
-        s.connection().execute(_finish(tuple(sorted(values))), {
+        bare.rows(s, _finish(tuple(sorted(values))), {
             "inbound_id": inbound_id, **{f"new_{c}": v for c, v in values.items()}})
 
     def spooled_raw(self, s: Session, inbound_id: int) -> bytes | None:
@@ -492,11 +498,11 @@ class Store:
         return s.connection().execute(_RAW, {"id": inbound_id}).scalar_one_or_none()
 
     def duplicate_of(self, s: Session, workspace_id: int, key: str, *, by_hash: bool,
-                     exclude_id: int) -> Row | None:
+                     exclude_id: int) -> Any | None:
         """An earlier message of this workspace with the same Message-ID (or raw hash): its
         id and ticket_id."""
-        return s.connection().execute(_DUPLICATE["raw_sha256" if by_hash else "message_id"], {
-            "ws": workspace_id, "key": key, "exclude": exclude_id}).first()
+        return bare.first(s, _DUPLICATE["raw_sha256" if by_hash else "message_id"], {
+            "ws": workspace_id, "key": key, "exclude": exclude_id})
 
     def ticket_for_message_ids(self, s: Session, workspace_id: int,
                                message_ids: Iterable[str]) -> tuple[Ticket, str] | None:
@@ -516,7 +522,7 @@ class Store:
 
     def is_own_message_id(self, message_id: str, s: Session | None = None) -> bool:
         with self._using(s) as s:
-            return s.connection().execute(_OWN_MESSAGE_ID, {"mid": message_id}).first() is not None
+            return bare.first(s, _OWN_MESSAGE_ID, {"mid": message_id}) is not None
 
     # -- sender evidence -----------------------------------------------------------------------
 
@@ -552,8 +558,8 @@ class Store:
         """Automatic mails queued for one address lately, counted no further than `up_to`:
         the loop brake only asks whether the cap is reached, and a busy agent's hour of
         notifications need not be counted row by row on every new one."""
-        return s.connection().execute(_RECENT_AUTOMATIC, {
-            "rcpt": rcpt_to.lower(), "since": utcnow() - within, "up_to": up_to}).scalar_one()
+        return bare.scalar(s, _RECENT_AUTOMATIC, {
+            "rcpt": rcpt_to.lower(), "since": utcnow() - within, "up_to": up_to})
 
     def delivery_attempts(self, outbound_id: int) -> list[DeliveryAttempt]:
         with self.read() as s:

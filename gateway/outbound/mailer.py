@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import NamedTuple
 
-from sqlalchemy import insert
 from sqlmodel import Session
 
 from gateway.config import Settings
@@ -22,13 +21,16 @@ from gateway.outbound.compose import Composed, compose, new_message_id
 from gateway.outbound.dkim_sign import signature_field
 from gateway.outbound.render import Brand, override_root, render
 from gateway.tokens import feedback_token, loop_marker, reply_address, tracking_token
+from storage import bare
 from storage.models import OutboundMessage, Ticket, Workspace, utcnow
 from storage.store import Store
 
 log = logging.getLogger("workestra.outbox")
 WARN_EVERY = 15 * 60.0  # seconds between warnings about one address's held-back mail
 _TABLE = OutboundMessage.__table__  # type: ignore[attr-defined]
-_INSERT = insert(_TABLE).returning(_TABLE.c.id)
+_INSERT = bare.insert_of(_TABLE, (
+    "workspace_id", "ticket_id", "kind", "agent_id", "automatic", "message_id", "mail_from",
+    "rcpt_to", "raw", "state", "attempts", "next_attempt_at", "created_at"), returning_id=True)
 
 
 class Queued(NamedTuple):
@@ -132,12 +134,12 @@ class Mailer:
         # One plain INSERT on the session's connection, in its transaction: an ORM object
         # and its flush cost more than rendering the mail. The envelope sender is the plain
         # address; the outbox worker turns it into this row's VERP address when it sends.
-        outbound_id = s.connection().execute(_INSERT, {
+        outbound_id = bare.scalar(s, _INSERT, {
             "workspace_id": ws.id, "ticket_id": ticket.id if ticket else None, "kind": kind,
             "agent_id": agent_id, "automatic": automatic, "message_id": message_id,
             "mail_from": sender, "rcpt_to": to_address, "raw": self.sign(ws, sender, msg),
             "state": "queued", "attempts": 0, "next_attempt_at": now, "created_at": now,
-        }).scalar_one()
+        })
         return Queued(outbound_id, message_id)
 
     def _held_back(self, kind: str, to_address: str, limit: int) -> None:
