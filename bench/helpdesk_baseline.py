@@ -161,17 +161,11 @@ def ensure_venv(venv: Path) -> Path:
     return python
 
 
-def header(raw: bytes, name: str) -> str | None:
-    head = raw.split(b"\r\n\r\n", 1)[0].decode()
-    for line in head.splitlines():
-        if line.lower().startswith(name.lower() + ":"):
-            return line.split(":", 1)[1].strip().strip("<>")
-    return None
-
-
 def check(db: Path, mails: list[tuple[str, bytes]]) -> dict[str, int]:
     """What helpdesk made, read from its SQLite file: every message should be a follow-up
     (a new ticket's first one too), every reply one on its parent's ticket."""
+    from ingest import header
+
     with sqlite3.connect(db) as conn:
         tickets = conn.execute("SELECT count(*) FROM helpdesk_ticket").fetchone()[0]
         attachments = conn.execute(

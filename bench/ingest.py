@@ -85,10 +85,19 @@ def make_mails(count: int, seed: int = 3) -> list[tuple[str, bytes]]:
     return mails
 
 
-def message_id(raw: bytes) -> str:
+def header(raw: bytes, name: str) -> str | None:
+    """One header of make_mails' mail (unfolded, ASCII), without its angle brackets."""
     head = raw.split(b"\r\n\r\n", 1)[0].decode()
-    line = next(x for x in head.splitlines() if x.lower().startswith("message-id:"))
-    return line.split(":", 1)[1].strip().strip("<>")
+    for line in head.splitlines():
+        if line.lower().startswith(name.lower() + ":"):
+            return line.split(":", 1)[1].strip().strip("<>")
+    return None
+
+
+def message_id(raw: bytes) -> str:
+    found = header(raw, "Message-ID")
+    assert found is not None, "make_mails gives every mail a Message-ID"
+    return found
 
 
 # -- the client: one message per connection, `connections` at a time -------------------------
