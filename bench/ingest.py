@@ -41,7 +41,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
-from _common import free_port, postgres_schema, wait_port  # noqa: E402  (bench/_common.py)
+from _common import cpu_seconds, free_port, postgres_schema, wait_port  # noqa: E402  (bench/_common.py)
 
 RCPT = "support@acme.test"
 DJANGO_HELPDESK = 140.0  # messages/s from a directory, quoted in issue 3 (--no-helpdesk only)
@@ -160,10 +160,13 @@ def run_sink(kind: str, port: int, folder: str) -> None:
 
 
 @contextlib.contextmanager
-def sink(kind: str, folder: Path):
+def sink(kind: str, folder: Path, pids: list[int] | None = None):
+    """A sink process on a free port; its pid is appended to `pids`, for its CPU."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, __file__, "--sink", kind, "--port", str(port),
                              "--folder", str(folder)])
+    if pids is not None:
+        pids.append(proc.pid)
     try:
         wait_port(port, proc)
         yield port
@@ -174,9 +177,9 @@ def sink(kind: str, folder: Path):
 
 @contextlib.contextmanager
 def gateway(data: Path, database_url: str, separate_worker: bool = False,
-            start_worker: bool = True, relay: int | None = None):
+            start_worker: bool = True, relay: int | None = None, pids: list[int] | None = None):
     """`serve --demo`; with `separate_worker`, `serve --no-worker` and a `workestra worker`
-    (unless not `start_worker`: acceptance alone)."""
+    (unless not `start_worker`: acceptance alone). Their pids go to `pids`, for their CPU."""
     smtp_port, http_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKESTRA_")}
     env.update(WORKESTRA_DATA_DIR=str(data), DATABASE_URL=database_url,
@@ -196,6 +199,8 @@ def gateway(data: Path, database_url: str, separate_worker: bool = False,
         if separate_worker and start_worker:
             procs.append(subprocess.Popen([sys.executable, "-m", "gateway", "worker"], env=env,
                                           cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
+        if pids is not None:
+            pids.extend(p.pid for p in procs)
         yield smtp_port
     finally:
         for p in procs:
@@ -235,6 +240,20 @@ def wait_processed(engine, count: int, timeout: float = 900) -> dict[str, float]
     return out
 
 
+def wait_outbox(engine, timeout: float = 300) -> None:
+    """Until the outbox has nothing queued: its sends are part of what a message costs."""
+    deadline = time.monotonic() + timeout
+    with engine.connect() as conn:
+        while time.monotonic() < deadline:
+            queued = conn.execute(text(
+                "SELECT count(*) FROM outboundmessage WHERE state = 'queued'")).scalar_one()
+            conn.rollback()
+            if not queued:
+                return
+            time.sleep(0.1)
+    raise SystemExit(f"{queued} mails still queued after {timeout} s")
+
+
 def percentile(values: list[float], p: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1]
 
@@ -267,10 +286,16 @@ def bench(db: str, count: int, connections: int, pg_url: str, separate_worker: b
                 engine_url = "postgresql+psycopg://" + url.split("://", 1)[1]
             else:
                 url = engine_url = f"sqlite:///{data / 'workestra.db'}"
-            relay_port = stack.enter_context(sink("null", root / "null")) if relay else None
+            pids: list[int] = []  # the gateway's processes, and the relay sink they send to
+            relay_port = (stack.enter_context(sink("null", root / "null", pids))
+                          if relay else None)
             port = stack.enter_context(gateway(data, url, separate_worker or accept_only,
-                                               start_worker=not accept_only, relay=relay_port))
+                                               start_worker=not accept_only, relay=relay_port,
+                                               pids=pids))
+            relay_pids, gateway_pids = pids[:int(relay)], pids[int(relay):]
+            before = cpu_seconds(gateway_pids), cpu_seconds(relay_pids), time.process_time()
             start, end, answered = send_all(port, mails, connections)
+            client_cpu = time.process_time() - before[2]
             if accept_only:
                 accept = count / (end - start)
                 print(f"serve, durable acceptance: {accept:8.0f} msg/s  = "
@@ -278,6 +303,9 @@ def bench(db: str, count: int, connections: int, pg_url: str, separate_worker: b
                 return
             engine = create_engine(engine_url)
             processed = wait_processed(engine, count)
+            wait_outbox(engine)
+            cpu = {"gateway": cpu_seconds(gateway_pids) - before[0],
+                   "relay sink": cpu_seconds(relay_pids) - before[1], "client": client_cpu}
             engine.dispose()
         accept = count / (end - start)
         finished = count / (max(processed.values()) - start)
@@ -288,6 +316,9 @@ def bench(db: str, count: int, connections: int, pg_url: str, separate_worker: b
         print(f"serve, fully processed:    {finished:8.0f} msg/s")
         print(f"250 -> visible: p50 {percentile(visible, 50) * 1000:.0f} ms, "
               f"p99 {percentile(visible, 99) * 1000:.0f} ms")
+        print("CPU a message, its confirmation sent: "
+              + ", ".join(f"{who} {seconds / count * 1000:.2f} ms" for who, seconds in
+                          cpu.items()) + f" (all: {sum(cpu.values()) / count * 1000:.2f} ms)")
     if not helpdesk:
         print(f"  = {finished / DJANGO_HELPDESK:.1f} x django-helpdesk's quoted "
               f"{DJANGO_HELPDESK:.0f}/s (not measured here)")
@@ -301,8 +332,9 @@ def bench(db: str, count: int, connections: int, pg_url: str, separate_worker: b
           f"threaded, {hd['mails_sent']} mails sent)")
     if hd["failed"]:
         raise SystemExit(f"django-helpdesk's run failed: {hd['failed']}")
+    ours = cpu["gateway"] / count * 1000
     print(f"serve, fully processed = {finished / hd['rate']:.1f} x django-helpdesk measured "
-          "in this run")
+          f"in this run; the gateway's CPU a message = 1 / {hd['cpu_ms'] / ours:.1f} of its")
 
 
 def main() -> None:
