@@ -214,19 +214,24 @@ def gateway(data: Path, database_url: str, separate_worker: bool = False,
         log.close()
 
 
-def wait_processed(engine, count: int, timeout: float = 900) -> dict[str, float]:
-    """Message-ID -> processed_at (epoch seconds) once every row is done."""
+def wait_count(engine, sql: str, done, timeout: float, what: str) -> None:
+    """Polls `sql` (a count) until `done(count)`; exits the bench, saying `what`, if never."""
     deadline = time.monotonic() + timeout
     with engine.connect() as conn:
         while time.monotonic() < deadline:
-            done = conn.execute(text(
-                "SELECT count(*) FROM inboundmessage WHERE state = 'done'")).scalar_one()
+            found = conn.execute(text(sql)).scalar_one()
             conn.rollback()
-            if done >= count:
-                break
-            time.sleep(0.25)
-        else:
-            raise SystemExit(f"only {done} of {count} messages processed after {timeout} s")
+            if done(found):
+                return
+            time.sleep(0.1)
+    raise SystemExit(f"{what} after {timeout} s: {found}")
+
+
+def wait_processed(engine, count: int, timeout: float = 900) -> dict[str, float]:
+    """Message-ID -> processed_at (epoch seconds) once every row is done."""
+    wait_count(engine, "SELECT count(*) FROM inboundmessage WHERE state = 'done'",
+               lambda done: done >= count, timeout, f"messages processed of {count}")
+    with engine.connect() as conn:
         rows = conn.execute(text("SELECT message_id, processed_at, outcome FROM inboundmessage"))
         out, outcomes = {}, {}
         for mid, at, outcome in rows:
@@ -242,16 +247,8 @@ def wait_processed(engine, count: int, timeout: float = 900) -> dict[str, float]
 
 def wait_outbox(engine, timeout: float = 300) -> None:
     """Until the outbox has nothing queued: its sends are part of what a message costs."""
-    deadline = time.monotonic() + timeout
-    with engine.connect() as conn:
-        while time.monotonic() < deadline:
-            queued = conn.execute(text(
-                "SELECT count(*) FROM outboundmessage WHERE state = 'queued'")).scalar_one()
-            conn.rollback()
-            if not queued:
-                return
-            time.sleep(0.1)
-    raise SystemExit(f"{queued} mails still queued after {timeout} s")
+    wait_count(engine, "SELECT count(*) FROM outboundmessage WHERE state = 'queued'",
+               lambda queued: queued == 0, timeout, "mails still queued")
 
 
 def percentile(values: list[float], p: float) -> float:
