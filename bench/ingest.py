@@ -315,7 +315,8 @@ def bench(db: str, count: int, connections: int, pg_url: str, separate_worker: b
               f"p99 {percentile(visible, 99) * 1000:.0f} ms")
         print("CPU a message, its confirmation sent: "
               + ", ".join(f"{who} {seconds / count * 1000:.2f} ms" for who, seconds in
-                          cpu.items()) + f" (all: {sum(cpu.values()) / count * 1000:.2f} ms)")
+                          cpu.items()) + f" (all: {sum(cpu.values()) / count * 1000:.2f} ms"
+              + (", PostgreSQL's own not counted)" if db == "postgres" else ")"))
     if not helpdesk:
         print(f"  = {finished / DJANGO_HELPDESK:.1f} x django-helpdesk's quoted "
               f"{DJANGO_HELPDESK:.0f}/s (not measured here)")
@@ -332,6 +333,13 @@ def bench(db: str, count: int, connections: int, pg_url: str, separate_worker: b
     ours = cpu["gateway"] / count * 1000
     print(f"serve, fully processed = {finished / hd['rate']:.1f} x django-helpdesk measured "
           f"in this run; the gateway's CPU a message = 1 / {hd['cpu_ms'] / ours:.1f} of its")
+    # What the CPUs allow: every process of the run busy all the time, none ever waiting.
+    cpus, every = os.cpu_count() or 1, sum(cpu.values()) / count
+    others = (cpu["relay sink"] + cpu["client"]) / count
+    print(f"on {cpus} CPUs, {every * 1000:.2f} ms of CPU a message in all allows at most "
+          f"{cpus / every:.0f} msg/s = {cpus / every / hd['rate']:.1f} x django-helpdesk; 5 x "
+          f"would need the gateway at {(cpus / (5 * hd['rate']) - others) * 1000:.2f} ms "
+          "or less")
 
 
 def main() -> None:
